@@ -9,25 +9,86 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// How modelarts-init is invoked.
 #[derive(Debug, Parser)]
 #[command(
     name = "modelarts-init",
     version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
     about = "A PID-1 init for model-serving containers (ModelArts, Kubernetes).",
     long_about = "A PID-1 init for model-serving containers (ModelArts, Kubernetes).\n\n\
         Runs COMMAND as its child: reaps every zombie, forwards signals, merges the child's \
-        stderr into stdout (R4) and exits with the child's status. On SIGTERM it follows the \
-        ModelArts shutdown rule R8: keep serving for --drain-delay (60 s), then SIGTERM the \
-        child, then SIGKILL whatever is left after --stop-timeout (25 s), inside the 90 s bound.\n\n\
+        stderr into stdout (R4) and exits with the child's status. It owns port 8080 (R1): \
+        requests are proxied to the child on --upstream, and /health answers \
+        {\"health\": \"true\"} while the child is ready (R3). On SIGTERM it follows the \
+        ModelArts shutdown rule R8: /health fails at once but traffic is served for \
+        --drain-delay (60 s), then the child gets SIGTERM, and whatever is left is SIGKILLed \
+        after --stop-timeout (25 s), inside the 90 s bound.\n\n\
         Every flag can also be set with an environment variable MODELARTS_INIT_<FLAG>.",
     after_help = "Example: modelarts-init -- gunicorn -k gevent --keep-alive 200 -b 127.0.0.1:8081 app:app"
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub wrap: WrapArgs,
+}
+
+/// The modes besides wrapping a command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the bundled MNIST model on the same HTTP front (R2):
+    /// `curl -F images=@seven.jpg :8080/` answers {"mnist_result": 7}.
+    Mnist(MnistArgs),
+    /// Exit 0 if the health URL answers 200, else 1 (for Docker HEALTHCHECK
+    /// in images without curl).
+    Health(HealthArgs),
+    /// Validate a ModelArts config.json and print what it declares.
+    CheckConfig {
+        /// The config.json to check.
+        file: std::path::PathBuf,
+    },
+}
+
+/// `mnist` mode.
+#[derive(Debug, Args)]
+pub struct MnistArgs {
+    #[command(flatten)]
+    pub front: FrontArgs,
+
+    #[command(flatten)]
+    pub timeline: TimelineArgs,
+
+    /// Largest accepted image upload, in bytes; larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024,
+          env = "MODELARTS_INIT_MAX_IMAGE_BYTES")]
+    pub max_image_bytes: u64,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// `health` verb.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The URL to check.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080/health",
+        env = "MODELARTS_INIT_HEALTH_URL"
+    )]
+    pub url: String,
+
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration,
+          env = "MODELARTS_INIT_HEALTH_TIMEOUT")]
+    pub timeout: Duration,
 }
 
 /// Wrap mode: supervise COMMAND.
@@ -36,21 +97,112 @@ pub struct WrapArgs {
     #[command(flatten)]
     pub supervisor: SupervisorArgs,
 
-    /// Pure init: no HTTP listener (the HTTP front is not built yet, so this
-    /// is currently the only mode).
+    /// Pure init: no HTTP listener, no port 8080 (a pure tini replacement).
     #[arg(long, env = "MODELARTS_INIT_NO_PROXY")]
     pub no_proxy: bool,
+
+    #[command(flatten)]
+    pub front: FrontArgs,
+
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
 
     /// The server to run, with its arguments (put it after `--`).
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        required = true
-    )]
+    #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
     pub command: Vec<OsString>,
+}
+
+/// The HTTP listener on port 8080, shared by wrap and mnist modes.
+#[derive(Debug, Args, Clone)]
+pub struct FrontArgs {
+    /// Address to listen on (R1: ModelArts calls port 8080).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080",
+        env = "MODELARTS_INIT_LISTEN"
+    )]
+    pub listen: SocketAddr,
+
+    /// Path answered with {"health": "true"} while ready (R3); default
+    /// /health, or config.json's health.url.
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_HEALTH_PATH")]
+    pub health_path: Option<String>,
+
+    /// Idle keep-alive of client connections (R7: 200 s for lossless
+    /// rolling upgrades); also the time a client has to send its headers.
+    #[arg(long, value_name = "DURATION", default_value = "200s", value_parser = parse_duration,
+          env = "MODELARTS_INIT_KEEP_ALIVE")]
+    pub keep_alive: Duration,
+
+    /// Concurrent client connections; more wait in the listen backlog.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "MODELARTS_INIT_MAX_CONNECTIONS"
+    )]
+    pub max_connections: usize,
+
+    /// Answer 504 if the response has not started after this long (R9:
+    /// the platform fails synchronous requests past 60 s). Default: off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          env = "MODELARTS_INIT_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<Duration>,
+
+    /// Largest request body, in bytes; larger ones get 413. Default: off.
+    #[arg(long, value_name = "BYTES", env = "MODELARTS_INIT_MAX_BODY")]
+    pub max_body: Option<u64>,
+
+    /// Serve a JSON status page (state, child pid, requests, the child
+    /// tree's memory and CPU) at this path. Default: off, so nothing new is
+    /// exposed on the API port.
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_STATUS_PATH")]
+    pub status_path: Option<String>,
+}
+
+/// Wrap mode's upstream: the child's own HTTP server.
+#[derive(Debug, Args, Clone)]
+pub struct ProxyArgs {
+    /// Where the child listens; the child gets PORT=<its port> in its
+    /// environment unless PORT is set already.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8081",
+        env = "MODELARTS_INIT_UPSTREAM"
+    )]
+    pub upstream: SocketAddr,
+
+    /// Readiness = GET of this path on the upstream answers 2xx or 3xx.
+    /// Default: readiness = a TCP connection to the upstream succeeds.
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_UPSTREAM_HEALTH")]
+    pub upstream_health: Option<String>,
+
+    /// Time between readiness probes.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration,
+          env = "MODELARTS_INIT_PROBE_INTERVAL")]
+    pub probe_interval: Duration,
+
+    /// Failed probes in a row before a ready upstream counts as unhealthy.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..), env = "MODELARTS_INIT_UNHEALTHY_AFTER")]
+    pub unhealthy_after: u32,
+
+    /// Idle timeout of pooled upstream connections; keep it below the
+    /// upstream's own keep-alive (gunicorn: 2 s) so that we never reuse a
+    /// connection it is closing.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration,
+          env = "MODELARTS_INIT_UPSTREAM_IDLE_TIMEOUT")]
+    pub upstream_idle_timeout: Duration,
+
+    /// A ModelArts config.json: its health.url becomes the health path, its
+    /// health timings the patience after which a slow start is logged.
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// The child's process settings and the shutdown timeline (rule R8).
@@ -163,8 +315,22 @@ mod tests {
 
     #[test]
     fn command_after_double_dash() {
-        let cli = parse(["modelarts-init", "--drain-delay", "1s", "--", "sleep", "--x"]).unwrap();
-        assert_eq!(cli.wrap.command, vec![OsString::from("sleep"), OsString::from("--x")]);
-        assert_eq!(cli.wrap.supervisor.timeline.drain_delay, Duration::from_secs(1));
+        let cli = parse([
+            "modelarts-init",
+            "--drain-delay",
+            "1s",
+            "--",
+            "sleep",
+            "--x",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.wrap.command,
+            vec![OsString::from("sleep"), OsString::from("--x")]
+        );
+        assert_eq!(
+            cli.wrap.supervisor.timeline.drain_delay,
+            Duration::from_secs(1)
+        );
     }
 }

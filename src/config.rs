@@ -1,13 +1,53 @@
 //! Validated settings, built from the parsed command line.
 //!
-//! Owns: every check that needs more than one flag or a lookup (users),
-//! turning `cli`'s raw values into what the rest of the crate runs on.
-//! Must not: start anything.
+//! Owns: every check that needs more than one flag, a lookup (users) or a
+//! file (config.json), turning `cli`'s raw values into what the rest of the
+//! crate runs on. Must not: start anything.
 
-use crate::cli::WrapArgs;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{
+    Cli, Command, FrontArgs, HealthArgs, LogFormat, MnistArgs, ProxyArgs, TimelineArgs, WrapArgs,
+};
 use crate::error::Error;
+use crate::http::health::Probe;
+use crate::http::FrontConfig;
+use crate::model_config::ModelConfig;
 use crate::shutdown::Timeline;
 use crate::supervisor::{ChildSpec, Credentials};
+
+/// What to run.
+#[derive(Debug)]
+pub enum Mode {
+    Wrap(WrapConfig),
+    Mnist(MnistConfig),
+    Health(HealthArgs),
+    CheckConfig(PathBuf),
+}
+
+impl Mode {
+    /// Validates the parsed command line.
+    pub fn from_cli(cli: Cli) -> Result<Mode, Error> {
+        match cli.command {
+            None => WrapConfig::from_args(&cli.wrap).map(Mode::Wrap),
+            Some(Command::Mnist(args)) => MnistConfig::from_args(&args).map(Mode::Mnist),
+            Some(Command::Health(args)) => Ok(Mode::Health(args)),
+            Some(Command::CheckConfig { file }) => Ok(Mode::CheckConfig(file)),
+        }
+    }
+
+    /// The format of our own log lines.
+    pub fn log_format(&self) -> LogFormat {
+        match self {
+            Mode::Wrap(c) => c.log_format,
+            Mode::Mnist(c) => c.log_format,
+            Mode::Health(_) | Mode::CheckConfig(_) => LogFormat::Text,
+        }
+    }
+}
 
 /// Everything wrap mode needs.
 #[derive(Debug, Clone)]
@@ -15,24 +55,179 @@ pub struct WrapConfig {
     pub child: ChildSpec,
     pub signal_group: bool,
     pub timeline: Timeline,
+    pub log_format: LogFormat,
+    /// The HTTP front and its upstream; `None` with `--no-proxy`.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// The HTTP front of wrap mode.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub front: FrontConfig,
+    pub upstream: SocketAddr,
+    pub probe: Probe,
+    pub idle_timeout: Duration,
+}
+
+/// Everything mnist mode needs.
+#[derive(Debug, Clone)]
+pub struct MnistConfig {
+    pub front: FrontConfig,
+    pub timeline: Timeline,
+    pub max_image_bytes: u64,
+    pub log_format: LogFormat,
 }
 
 impl WrapConfig {
     pub fn from_args(args: &WrapArgs) -> Result<WrapConfig, Error> {
         let sup = &args.supervisor;
         let user = sup.user.as_deref().map(Credentials::resolve).transpose()?;
+        let proxy = if args.no_proxy {
+            None
+        } else {
+            Some(ProxyConfig::from_args(&args.front, &args.proxy)?)
+        };
+        let mut env = Vec::new();
+        if let Some(p) = &proxy {
+            // Servers that read PORT (Flask, many others) find the upstream
+            // port without being told; an explicit PORT wins.
+            if std::env::var_os("PORT").is_none() {
+                env.push((
+                    OsString::from("PORT"),
+                    OsString::from(p.upstream.port().to_string()),
+                ));
+            }
+        }
         Ok(WrapConfig {
             child: ChildSpec {
                 command: args.command.clone(),
                 keep_stderr: sup.keep_stderr,
                 user,
-                env: Vec::new(),
+                env,
             },
             signal_group: sup.signal_group,
-            timeline: Timeline {
-                drain_delay: sup.timeline.drain_delay,
-                stop_timeout: sup.timeline.stop_timeout,
-            },
+            timeline: timeline(&sup.timeline),
+            log_format: args.log.log_format,
+            proxy,
         })
+    }
+}
+
+impl ProxyConfig {
+    fn from_args(front: &FrontArgs, proxy: &ProxyArgs) -> Result<ProxyConfig, Error> {
+        let model = proxy.config.as_deref().map(ModelConfig::load).transpose()?;
+        let health = model.as_ref().and_then(|m| m.health.as_ref());
+        let front = front_config(front, health.map(|h| h.url.as_str()))?;
+        if same_socket(front.listen, proxy.upstream) {
+            return Err(Error::Config(format!(
+                "--upstream {} is the address we listen on (--listen {}); the child must listen elsewhere, e.g. 127.0.0.1:8081",
+                proxy.upstream, front.listen
+            )));
+        }
+        if let Some(p) = &proxy.upstream_health {
+            check_path("--upstream-health", p)?;
+        }
+        Ok(ProxyConfig {
+            front,
+            upstream: proxy.upstream,
+            probe: Probe {
+                upstream: proxy.upstream,
+                path: proxy.upstream_health.clone(),
+                interval: proxy.probe_interval.max(Duration::from_millis(10)),
+                unhealthy_after: proxy.unhealthy_after,
+                patience: health.map(|h| Duration::from_secs(h.patience_seconds())),
+            },
+            idle_timeout: proxy.upstream_idle_timeout,
+        })
+    }
+}
+
+impl MnistConfig {
+    pub fn from_args(args: &MnistArgs) -> Result<MnistConfig, Error> {
+        Ok(MnistConfig {
+            front: front_config(&args.front, None)?,
+            timeline: timeline(&args.timeline),
+            max_image_bytes: args.max_image_bytes,
+            log_format: args.log.log_format,
+        })
+    }
+}
+
+fn timeline(args: &TimelineArgs) -> Timeline {
+    Timeline {
+        drain_delay: args.drain_delay,
+        stop_timeout: args.stop_timeout,
+    }
+}
+
+/// The front's settings; `declared_health` is config.json's health.url,
+/// which `--health-path` overrides.
+fn front_config(args: &FrontArgs, declared_health: Option<&str>) -> Result<FrontConfig, Error> {
+    let health_path = args
+        .health_path
+        .clone()
+        .or_else(|| declared_health.map(str::to_owned))
+        .unwrap_or_else(|| "/health".to_owned());
+    check_path("--health-path", &health_path)?;
+    if let Some(p) = &args.status_path {
+        check_path("--status-path", p)?;
+        if *p == health_path {
+            return Err(Error::Config(format!(
+                "--status-path {p} is also the health path"
+            )));
+        }
+    }
+    if args.max_connections == 0 {
+        return Err(Error::Config("--max-connections must be at least 1".into()));
+    }
+    Ok(FrontConfig {
+        listen: args.listen,
+        health_path,
+        status_path: args.status_path.clone(),
+        keep_alive: args.keep_alive,
+        max_connections: args.max_connections,
+        request_timeout: args.request_timeout,
+        max_body: args.max_body,
+    })
+}
+
+fn check_path(flag: &str, path: &str) -> Result<(), Error> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{flag} {path:?} must start with '/'"
+        )))
+    }
+}
+
+/// Whether a connection to `upstream` would reach our own listener.
+fn same_socket(listen: SocketAddr, upstream: SocketAddr) -> bool {
+    listen.port() == upstream.port()
+        && (listen.ip() == upstream.ip() || listen.ip().is_unspecified())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_must_differ_from_listen() {
+        assert!(same_socket(
+            "0.0.0.0:8080".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        ));
+        assert!(same_socket(
+            "127.0.0.1:8080".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        ));
+        assert!(!same_socket(
+            "0.0.0.0:8080".parse().unwrap(),
+            "127.0.0.1:8081".parse().unwrap()
+        ));
+        assert!(!same_socket(
+            "127.0.0.2:8080".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        ));
     }
 }

@@ -2,47 +2,95 @@
 //!
 //! It runs any server as its child and makes the container meet the
 //! ModelArts runtime contract (rules R1-R11 in `shared/spec`): reaps every
-//! zombie, forwards signals, merges the child's stderr into stdout, and on
-//! SIGTERM follows rule R8's drain (60 s of service, then SIGTERM, then
-//! SIGKILL before 90 s).
+//! zombie, forwards signals, merges the child's stderr into stdout (R4),
+//! owns port 8080 with a streaming proxy and a synthesized `/health` (R1,
+//! R3, R7), and on SIGTERM follows rule R8's drain (60 s of service, then
+//! SIGTERM to the child, then SIGKILL before 90 s).
 //!
 //! Module map:
 //! - [`cli`]: flags and `MODELARTS_INIT_*` variables, parsed from a slice.
-//! - [`config`]: validated settings built from the flags.
+//! - [`config`]: validated settings built from the flags and config.json.
+//! - [`model_config`]: the model's ModelArts config.json.
 //! - [`error`]: the error enum; exit codes are decided there, once.
 //! - [`logging`]: `tracing` on stdout, text or JSON, non-blocking.
 //! - [`lifecycle`]: the one state machine everybody reads.
 //! - [`supervisor`]: spawn, signal, reap and kill the child.
 //! - [`shutdown`]: the R8 timeline.
+//! - [`http`]: the front on port 8080: server, proxy, health, status.
 
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod model_config;
 pub mod shutdown;
 pub mod supervisor;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
 pub use error::Error;
 
-use config::WrapConfig;
+use config::{Mode, WrapConfig};
+use http::{proxy::Proxy, server, status, Front};
 use lifecycle::Lifecycle;
 use supervisor::{reaper, signals, Child, ExitStatus};
 
-/// Runs wrap mode to the end and returns the exit code: the child's, or
-/// 128+N if signal N killed it.
-///
-/// Pure-init mode runs on a single-threaded runtime: it only waits for
-/// signals and timers, and must not pay for threads it does not use.
-pub fn run_wrap(config: WrapConfig) -> Result<u8, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Os {
-            what: "cannot start the async runtime",
-            source,
-        })?;
-    runtime.block_on(wrap(config))
+/// How long, after the timeline ends, open connections get to send the
+/// answers they still owe (503s) before the process exits.
+const FRONT_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs `mode` to the end and returns the process exit code.
+pub fn run(mode: Mode) -> Result<u8, Error> {
+    match mode {
+        // Pure-init mode only waits for signals and timers: one thread, so
+        // that it does not pay for what it does not use.
+        Mode::Wrap(c) if c.proxy.is_none() => block_on(false, wrap(c)),
+        Mode::Wrap(c) => block_on(true, wrap(c)),
+        Mode::Mnist(_) => Err(Error::Config("mnist mode is not built yet".into())),
+        Mode::Health(args) => block_on(false, async move {
+            match http::client::get_status(&args.url, args.timeout).await {
+                Ok(s) if s == hyper::StatusCode::OK => Ok(0),
+                Ok(s) => {
+                    eprintln!("modelarts-init: {} answered {s}", args.url);
+                    Ok(1)
+                }
+                Err(message) => {
+                    eprintln!("modelarts-init: {message}");
+                    Ok(1)
+                }
+            }
+        }),
+        Mode::CheckConfig(path) => {
+            let config = model_config::ModelConfig::load(&path)?;
+            print!("{}: valid\n{}", path.display(), config.describe());
+            Ok(0)
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = Result<u8, Error>>>(
+    threads: bool,
+    f: F,
+) -> Result<u8, Error> {
+    let mut builder = if threads {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder.enable_all().build().map_err(|source| Error::Os {
+        what: "cannot start the async runtime",
+        source,
+    })?;
+    let result = runtime.block_on(f);
+    // Do not wait for work still running on blocking threads: the
+    // timeline has already decided that we exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
 }
 
 async fn wrap(config: WrapConfig) -> Result<u8, Error> {
@@ -51,22 +99,66 @@ async fn wrap(config: WrapConfig) -> Result<u8, Error> {
     // otherwise be lost.
     let signals = signals::listen()?;
     match reaper::become_subreaper_unless_pid1() {
-        Ok(true) => tracing::info!(pid = std::process::id(), "not PID 1: registered as child subreaper"),
+        Ok(true) => tracing::info!(
+            pid = std::process::id(),
+            "not PID 1: registered as child subreaper"
+        ),
         Ok(false) => tracing::info!("running as PID 1"),
-        Err(e) => tracing::warn!(error = %e, "cannot become a child subreaper; orphans will go to the real init"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot become a child subreaper; orphans will go to the real init")
+        }
     }
+    // The port is bound before the child starts, so that /health answers
+    // 503 from the first moment.
+    let front = match &config.proxy {
+        Some(p) => {
+            let listener = server::bind(p.front.listen)?;
+            tracing::info!(listen = %p.front.listen, upstream = %p.upstream, health_path = %p.front.health_path, "listening");
+            let front = Arc::new(Front {
+                config: p.front.clone(),
+                lifecycle: lifecycle.clone(),
+                counters: Default::default(),
+                status: p
+                    .front
+                    .status_path
+                    .is_some()
+                    .then(status::StatusPage::default),
+                app: Proxy::new(p.upstream, p.idle_timeout, p.front.max_body),
+            });
+            Some((listener, front, p.probe.clone()))
+        }
+        None => None,
+    };
     let child = Child::spawn(&config.child, config.signal_group)?;
-    // Without an HTTP front there is no readiness to probe: a running child
-    // is as ready as we can tell.
-    lifecycle.set_ready(true);
+    let served: Shared<BoxFuture<'static, ()>> = match front {
+        Some((listener, front, probe)) => {
+            server::raise_nofile_limit();
+            if let Some(page) = &front.status {
+                page.set_child(child.pid);
+                tokio::spawn(status::log_changes(front.clone()));
+            }
+            tokio::spawn(probe.run(lifecycle.clone()));
+            tokio::spawn(server::serve(listener, front))
+                .map(|_| ())
+                .boxed()
+                .shared()
+        }
+        None => {
+            // Without a front there is no readiness to probe: a running
+            // child is as ready as we can tell.
+            lifecycle.set_ready(true);
+            std::future::ready(()).boxed().shared()
+        }
+    };
     let status = shutdown::run(
         Some(child),
         signals,
         &lifecycle,
         config.timeline,
-        std::future::ready(()),
+        served.clone(),
     )
     .await;
+    let _ = tokio::time::timeout(FRONT_GRACE, served).await;
     Ok(exit_code(status))
 }
 

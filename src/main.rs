@@ -4,19 +4,19 @@
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use modelarts_init::{cli, config::WrapConfig, logging, run_wrap};
+use modelarts_init::{cli, config::Mode, logging, run};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let config = match WrapConfig::from_args(&cli.wrap) {
-        Ok(config) => config,
+    let mode = match Mode::from_cli(cli) {
+        Ok(mode) => mode,
         Err(e) => return fail(e),
     };
-    let _log = logging::init(cli.wrap.log.log_format);
-    match run_wrap(config) {
+    let _log = logging::init(mode.log_format());
+    match run(mode) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = %e, "cannot run");

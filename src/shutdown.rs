@@ -50,9 +50,13 @@ pub struct Timeline {
 enum Phase {
     Running,
     /// SIGTERM came; the child gets its own at `until`.
-    Draining { until: Instant },
+    Draining {
+        until: Instant,
+    },
     /// The child got its stop signal; SIGKILL at `kill_at`.
-    Stopping { kill_at: Instant },
+    Stopping {
+        kill_at: Instant,
+    },
 }
 
 /// Runs until the process should exit, and returns the child's status

@@ -46,7 +46,9 @@ impl Child {
         };
         match result {
             Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => tracing::warn!(child.pid = self.pid.as_raw(), signal = %signal, error = %e, "cannot forward signal"),
+            Err(e) => {
+                tracing::warn!(child.pid = self.pid.as_raw(), signal = %signal, error = %e, "cannot forward signal")
+            }
         }
     }
 
@@ -82,7 +84,10 @@ pub async fn kill_everything(
         let done = tree.is_empty() && (awaiting.is_none() || status.is_some());
         if done || tokio::time::Instant::now() >= deadline {
             if !tree.is_empty() {
-                tracing::warn!(left = tree.len(), "processes survive SIGKILL (stuck in the kernel?)");
+                tracing::warn!(
+                    left = tree.len(),
+                    "processes survive SIGKILL (stuck in the kernel?)"
+                );
             }
             return status;
         }

@@ -85,8 +85,14 @@ mod tests {
     #[test]
     fn table() {
         assert_eq!(decide(SIGTERM, false), Some(Action::Drain));
-        assert_eq!(decide(SIGTERM, true), Some(Action::FastStop(Signal::SIGTERM)));
-        assert_eq!(decide(SIGINT, false), Some(Action::FastStop(Signal::SIGINT)));
+        assert_eq!(
+            decide(SIGTERM, true),
+            Some(Action::FastStop(Signal::SIGTERM))
+        );
+        assert_eq!(
+            decide(SIGINT, false),
+            Some(Action::FastStop(Signal::SIGINT))
+        );
         assert_eq!(decide(SIGHUP, true), Some(Action::Forward(Signal::SIGHUP)));
         assert_eq!(decide(SIGCHLD, false), Some(Action::Reap));
         assert_eq!(decide(SIGPIPE, false), None);

@@ -135,7 +135,9 @@ pub fn spawn(spec: &ChildSpec) -> Result<Pid, Error> {
     unsafe {
         cmd.pre_exec(move || in_child_before_exec(take_terminal, user.as_ref()));
     }
-    let child = cmd.spawn().map_err(|source| classify_exec_error(&name, source))?;
+    let child = cmd
+        .spawn()
+        .map_err(|source| classify_exec_error(&name, source))?;
     Ok(Pid::from_raw(child.id() as i32))
 }
 
@@ -198,7 +200,14 @@ mod tests {
     #[test]
     fn numeric_user_and_group() {
         let c = Credentials::resolve("12345:678").unwrap();
-        assert_eq!(c, Credentials { uid: 12345, gid: 678, groups: vec![678] });
+        assert_eq!(
+            c,
+            Credentials {
+                uid: 12345,
+                gid: 678,
+                groups: vec![678]
+            }
+        );
     }
 
     #[test]

@@ -49,7 +49,9 @@ impl Tree {
 
     /// The live descendants' pids.
     pub fn pids(&self) -> impl Iterator<Item = Pid> + '_ {
-        self.members.iter().map(|p| Pid::from_raw(p.as_u32() as i32))
+        self.members
+            .iter()
+            .map(|p| Pid::from_raw(p.as_u32() as i32))
     }
 
     /// Resident memory of the descendants, in bytes.
@@ -61,14 +63,12 @@ impl Tree {
             .sum()
     }
 
-    /// CPU use of the descendants since the snapshot's own start, as a
-    /// percentage of one core (sysinfo needs two reads for a rate; the first
-    /// read of a process gives 0).
-    pub fn cpu_percent(&self) -> f32 {
+    /// CPU time the descendants have used so far, in milliseconds.
+    pub fn cpu_time_ms(&self) -> u64 {
         self.members
             .iter()
             .filter_map(|p| self.system.process(*p))
-            .map(|p| p.cpu_usage())
+            .map(|p| p.accumulated_cpu_time())
             .sum()
     }
 

@@ -1,1 +1,6 @@
-fn main() {}
+//! Integration tests for modelarts-init: one test binary, one module per area.
+//! Shared helpers live in `util`.
+
+mod util;
+
+mod supervisor;

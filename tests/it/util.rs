@@ -145,6 +145,12 @@ impl Capture {
         wait_until(timeout, || self.is_eof())
     }
 
+    /// Some line equals `line` exactly (log lines that merely mention it,
+    /// e.g. the logged command line, do not count).
+    pub fn has_line(&self, line: &str) -> bool {
+        self.text().lines().any(|l| l == line)
+    }
+
     pub fn contains(&self, needle: &str) -> bool {
         self.text().contains(needle)
     }
@@ -343,6 +349,15 @@ impl Running {
                 self.dump()
             ),
         }
+    }
+
+    /// Wait for exit (panics on timeout), then for both output pipes to reach
+    /// EOF (up to 5 s more), so `stdout`/`stderr` hold everything written.
+    pub fn finish(&mut self, timeout: Duration) -> ExitStatus {
+        let s = self.expect_exit(timeout);
+        self.stdout.wait_eof(Duration::from_secs(5));
+        self.stderr.wait_eof(Duration::from_secs(5));
+        s
     }
 
     /// Exit code, or panics with the output if killed by a signal.

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# bench/init.sh: what pure-init mode costs, next to tini.
+#
+# Measures, in one run, `modelarts-init --no-proxy` against `tini`:
+#   1. Peak RSS: VmHWM of the init process itself (not its child, not the
+#      sum of its threads' stacks elsewhere: VmHWM is per process) while it
+#      runs `sleep 30`, read about 1 s after the child has started. The
+#      child is then killed; nobody waits 30 s.
+#   2. Start-up + exit overhead: hyperfine (no shell, warm-up, many runs)
+#      of `true`, `tini -- true` and `modelarts-init --no-proxy -- true`.
+#      "Overhead" is an init's mean minus the mean of bare `true`, i.e. what
+#      the init adds around one fork+exec+wait of a child that does nothing.
+#   3. Binary size of target/release/modelarts-init and of tini's binary.
+#
+# How to read it: each section prints both figures and the ratio
+# modelarts-init / tini (a ratio above 1 means modelarts-init costs more).
+# The TARGETS block grades the two goals of pure-init mode:
+#   peak RSS       target <= 4 MiB          must <= 5 MiB
+#   start-up       target <= tini's + 1 ms  must <= 3x tini's overhead
+# Times are means, as asked; the median-based overhead is printed too,
+# because on a shared, noisy machine a few slow runs move the mean. The
+# exit status says whether the benchmark ran, not whether targets were met.
+#
+# Needs root only to install what is missing (apt-get: tini, hyperfine,
+# jq). Builds the release binary if absent, never rebuilds it: it measures
+# whatever target/release/modelarts-init is. Raw results (hyperfine JSON,
+# /proc status and smaps of both inits, versions, the printed summary) go
+# to bench/out/init-<UTC time>/ (gitignored).
+#
+# Knobs (environment): BENCH_RUNS (default 1000), BENCH_WARMUP (100).
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+
+RUNS=${BENCH_RUNS:-1000}
+WARMUP=${BENCH_WARMUP:-100}
+BIN=target/release/modelarts-init
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=bench/out/init-$STAMP
+mkdir -p "$OUT"
+
+say() { printf '%s\n' "$*" | tee -a "$OUT/summary.txt"; }
+die() { printf 'bench/init.sh: %s\n' "$*" >&2; exit 1; }
+# Float arithmetic: calc '<awk expression over a, b, c>' a b c
+calc() { awk -v a="${2:-0}" -v b="${3:-0}" -v c="${4:-0}" "BEGIN { printf \"%s\", $1 }"; }
+grade() { if [[ $(calc "($1) ? 1 : 0" "${2:-0}" "${3:-0}") == 1 ]]; then echo PASS; else echo FAIL; fi; }
+
+# --- what we need --------------------------------------------------------
+missing=()
+command -v tini >/dev/null || missing+=(tini)
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v jq >/dev/null || missing+=(jq)
+if ((${#missing[@]})); then
+    [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root to install them"
+    echo "installing ${missing[*]} ..." >&2
+    apt-get update >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2
+fi
+if [[ ! -x $BIN ]]; then
+    echo "building $BIN ..." >&2
+    cargo build --release >&2
+fi
+TINI=$(readlink -f "$(command -v tini)")
+
+# --- the machine ---------------------------------------------------------
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "commit: $(GIT_OPTIONAL_LOCKS=0 git rev-parse --short HEAD 2>/dev/null || echo unknown)$(GIT_OPTIONAL_LOCKS=0 git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo "binary: $BIN, $(stat -c %s "$BIN") bytes, built $(date -u -r "$BIN" '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "tini: $TINI, $("$TINI" --version 2>&1 | head -n1)"
+    echo "hyperfine: $(hyperfine --version)"
+    echo "kernel: $(uname -sr), cpus: $(nproc), loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/env.txt"
+
+say "modelarts-init pure-init benchmark vs tini"
+sed 's/^/  /' "$OUT/env.txt" | tee -a "$OUT/summary.txt"
+
+# --- 1. peak RSS ---------------------------------------------------------
+# Child pids of process $1, space-separated.
+children_of() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
+
+# Inits started below; whatever is left of them is killed on exit.
+declare -a STARTED=()
+cleanup() {
+    local p k kids
+    for p in "${STARTED[@]}"; do
+        read -ra kids <<<"$(children_of "$p")"
+        for k in "${kids[@]}"; do kill -KILL "$k" 2>/dev/null || true; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+
+# peak_rss LABEL COMMAND...: runs COMMAND (an init wrapping `sleep 30`) in
+# the background, waits for its child, then 1 s more, keeps its
+# /proc/<pid>/{status,smaps_rollup,smaps}, stops it through its child, and
+# sets HWM_KIB and RSS_LINE.
+peak_rss() {
+    local label=$1 pid kid="" i
+    shift
+    "$@" >"$OUT/rss-$label.log" 2>&1 </dev/null &
+    pid=$!
+    STARTED+=("$pid")
+    for ((i = 0; i < 100; i++)); do
+        kid=$(children_of "$pid" | awk '{print $1; exit}')
+        [[ -n $kid && $(cat /proc/"$kid"/comm 2>/dev/null) == sleep ]] && break
+        kid=""
+        sleep 0.05
+    done
+    [[ -n $kid ]] || die "$label: its child \`sleep\` did not start (see $OUT/rss-$label.log)"
+    sleep 1
+    cp /proc/"$pid"/status "$OUT/rss-$label.status"
+    cp /proc/"$pid"/smaps_rollup "$OUT/rss-$label.smaps_rollup"
+    cp /proc/"$pid"/smaps "$OUT/rss-$label.smaps"
+    # Stop it the way a child exit would: the init then exits by itself.
+    kill -TERM "$kid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        [[ $(awk '{print $3}' /proc/"$pid"/stat 2>/dev/null || echo Z) == Z ]] && break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local f=$OUT/rss-$label.status
+    HWM_KIB=$(awk '/^VmHWM:/ {print $2}' "$f")
+    RSS_LINE=$(awk '/^(RssAnon|RssFile|Threads):/ {printf "%s %s%s  ", $1, $2, ($1 == "Threads:" ? "" : " kB")}' "$f")
+}
+
+peak_rss tini "$TINI" -- sleep 30
+TINI_HWM=$HWM_KIB TINI_RSS_LINE=$RSS_LINE
+peak_rss modelarts-init "$BIN" --no-proxy -- sleep 30
+MI_HWM=$HWM_KIB MI_RSS_LINE=$RSS_LINE
+
+say ""
+say "1. Peak RSS (VmHWM of the init process, child \`sleep 30\` running >= 1 s)"
+say "$(printf '   %-16s %8.2f MiB  (%s kB; %s)' tini "$(calc 'a/1024' "$TINI_HWM")" "$TINI_HWM" "$TINI_RSS_LINE")"
+say "$(printf '   %-16s %8.2f MiB  (%s kB; %s)' modelarts-init "$(calc 'a/1024' "$MI_HWM")" "$MI_HWM" "$MI_RSS_LINE")"
+say "$(printf '   ratio modelarts-init / tini: %.2fx' "$(calc 'a/b' "$MI_HWM" "$TINI_HWM")")"
+
+# --- 2. start-up + exit overhead -----------------------------------------
+hyperfine --shell=none --warmup "$WARMUP" --runs "$RUNS" --style basic \
+    --export-json "$OUT/hyperfine.json" \
+    -n true 'true' \
+    -n tini "'$TINI' -- true" \
+    -n modelarts-init "'$PWD/$BIN' --no-proxy -- true" \
+    >"$OUT/hyperfine.txt" 2>&1 || die "hyperfine failed: see $OUT/hyperfine.txt"
+
+# stat NAME FIELD: a hyperfine figure, in ms
+hstat() { jq -r --arg n "$1" ".results[] | select(.command == \$n) | .$2 * 1000" "$OUT/hyperfine.json"; }
+T_TRUE=$(hstat true mean) T_TINI=$(hstat tini mean) T_MI=$(hstat modelarts-init mean)
+O_TINI=$(calc 'b-a' "$T_TRUE" "$T_TINI")
+O_MI=$(calc 'b-a' "$T_TRUE" "$T_MI")
+M_TRUE=$(hstat true median) M_TINI=$(hstat tini median) M_MI=$(hstat modelarts-init median)
+MO_TINI=$(calc 'b-a' "$M_TRUE" "$M_TINI")
+MO_MI=$(calc 'b-a' "$M_TRUE" "$M_MI")
+
+say ""
+say "2. Start-up + exit time (hyperfine -N, $WARMUP warm-up, $RUNS runs each)"
+for n in true tini modelarts-init; do
+    say "$(printf '   %-16s mean %7.3f ms  ± %6.3f   median %7.3f   min %7.3f' "$n" \
+        "$(hstat "$n" mean)" "$(hstat "$n" stddev)" "$(hstat "$n" median)" "$(hstat "$n" min)")"
+done
+say "$(printf '   overhead above true (means):   tini %.3f ms, modelarts-init %.3f ms' "$O_TINI" "$O_MI")"
+say "$(printf '   ratio modelarts-init / tini overhead: %.2fx (%+.3f ms)' "$(calc 'b/a' "$O_TINI" "$O_MI")" "$(calc 'b-a' "$O_TINI" "$O_MI")")"
+say "$(printf '   (medians: tini %.3f ms, modelarts-init %.3f ms, ratio %.2fx)' "$MO_TINI" "$MO_MI" "$(calc 'b/a' "$MO_TINI" "$MO_MI")")"
+
+# --- 3. binary size ------------------------------------------------------
+S_TINI=$(stat -c %s "$TINI")
+S_MI=$(stat -c %s "$BIN")
+say ""
+say "3. Binary size"
+say "$(printf '   %-16s %9s bytes (%7.1f KiB)  %s' tini "$S_TINI" "$(calc 'a/1024' "$S_TINI")" "$TINI")"
+say "$(printf '   %-16s %9s bytes (%7.1f KiB)  %s' modelarts-init "$S_MI" "$(calc 'a/1024' "$S_MI")" "$BIN")"
+say "$(printf '   ratio modelarts-init / tini: %.1fx' "$(calc 'a/b' "$S_MI" "$S_TINI")")"
+
+# --- targets -------------------------------------------------------------
+say ""
+say "TARGETS"
+say "$(printf '   %s  peak RSS <= 4 MiB                      (%.2f MiB)' "$(grade 'a <= 4096' "$MI_HWM")" "$(calc 'a/1024' "$MI_HWM")")"
+say "$(printf '   %s  must: peak RSS <= 5 MiB' "$(grade 'a <= 5120' "$MI_HWM")")"
+say "$(printf "   %s  start-up overhead <= tini's + 1 ms     (%+.3f ms vs tini's)" "$(grade 'b <= a + 1' "$O_TINI" "$O_MI")" "$(calc 'b-a' "$O_TINI" "$O_MI")")"
+say "$(printf "   %s  must: start-up overhead <= 3x tini's  (%.2fx)" "$(grade 'b <= 3 * a' "$O_TINI" "$O_MI")" "$(calc 'b/a' "$O_TINI" "$O_MI")")"
+say ""
+say "raw results: $OUT/"

@@ -1,0 +1,114 @@
+//! Readiness: the probe of the upstream, and the `/health` answer (R3).
+//!
+//! Owns: deciding when the upstream is ready. Before it was ever ready, one
+//! successful probe makes it ready (and probes run every 100 ms, so that
+//! `/health` turns 200 promptly); after that, only `--unhealthy-after`
+//! failures in a row make it unhealthy, so one slow answer does not take
+//! the instance out of the balancer. Each change is logged once, by
+//! `lifecycle`, never per probe. Must not: answer anything but `/health`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::Empty;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::{json, Body};
+use crate::lifecycle::{Lifecycle, State};
+
+/// Probe period until the upstream is first ready.
+const STARTUP_PERIOD: Duration = Duration::from_millis(100);
+
+/// `/health`: 200 `{"health": "true"}` only while ready.
+pub fn answer(state: State) -> hyper::Response<Body> {
+    match state {
+        State::Ready => json(StatusCode::OK, &serde_json::json!({"health": "true"})),
+        other => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"health": "false", "reason": other.as_str()}),
+        ),
+    }
+}
+
+/// How to probe the upstream.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub upstream: SocketAddr,
+    /// GET this path and want 2xx/3xx; `None`: a TCP connect is enough.
+    pub path: Option<String>,
+    pub interval: Duration,
+    pub unhealthy_after: u32,
+    /// Warn if not ready by then (config.json's patience).
+    pub patience: Option<Duration>,
+}
+
+impl Probe {
+    /// Probes until shutdown begins, feeding the verdicts to `lifecycle`.
+    pub async fn run(self, lifecycle: Lifecycle) {
+        let mut failures = 0u32;
+        let mut warned = false;
+        loop {
+            let state = lifecycle.get();
+            if state.is_shutting_down() {
+                return;
+            }
+            let ok = self.check().await;
+            failures = if ok { 0 } else { failures + 1 };
+            if ok {
+                lifecycle.set_ready(true);
+            } else if failures >= self.unhealthy_after {
+                lifecycle.set_ready(false);
+            }
+            if let Some(patience) = self.patience {
+                if !warned
+                    && lifecycle.get() == State::Starting
+                    && lifecycle.started().elapsed() > patience
+                {
+                    warned = true;
+                    tracing::warn!(upstream = %self.upstream, patience_s = patience.as_secs(),
+                        "upstream not ready within config.json's health patience (initial_delay_seconds + failure_threshold x period_seconds): ModelArts will count this instance as failed");
+                }
+            }
+            let period = if lifecycle.get() == State::Starting {
+                STARTUP_PERIOD.min(self.interval)
+            } else {
+                self.interval
+            };
+            tokio::time::sleep(period).await;
+        }
+    }
+
+    /// One probe, bounded by the probe interval (at least 1 s).
+    async fn check(&self) -> bool {
+        let limit = self.interval.max(Duration::from_secs(1));
+        tokio::time::timeout(limit, self.check_once())
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn check_once(&self) -> bool {
+        let Ok(stream) = TcpStream::connect(self.upstream).await else {
+            return false;
+        };
+        let Some(path) = &self.path else {
+            return true;
+        };
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+                .await
+        else {
+            return false;
+        };
+        tokio::spawn(conn);
+        let req = Request::get(path.as_str())
+            .header(hyper::header::HOST, self.upstream.to_string())
+            .body(Empty::new());
+        let Ok(req) = req else { return false };
+        match sender.send_request(req).await {
+            Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
+            Err(_) => false,
+        }
+    }
+}

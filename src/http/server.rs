@@ -1,0 +1,146 @@
+//! The accept loop on port 8080: connections, keep-alive and the graceful
+//! stop.
+//!
+//! Owns: the listener and every client connection. hyper 1.x has no idle
+//! timeout of its own; from 1.6 its `header_read_timeout` restarts whenever
+//! a connection goes idle, so one timer serves as both the 200 s keep-alive
+//! of rule R7 and the slowloris cut (a client that takes longer than that
+//! to send its headers is dropped). `--max-connections` bounds the
+//! connections we hold; more wait in the kernel's backlog.
+//!
+//! The stop follows the lifecycle: nothing changes while Draining (R8 wants
+//! service to go on, and closing idle keep-alive connections now would break
+//! the balancer's reused ones); at Stopping the listener closes, idle
+//! connections close, in-flight requests finish and are answered with
+//! `Connection: close`. Must not: answer requests itself (`Front` does).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+
+use super::{App, Front, MAX_HEADER_BYTES};
+use crate::error::Error;
+use crate::lifecycle::State;
+
+/// Binds the listener. Done before the child is spawned, so that the port
+/// answers (with 503 from `/health`) from the first moment.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    let bind_err = |source| Error::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_err)?;
+    socket.set_reuseaddr(true).map_err(bind_err)?;
+    socket.bind(addr).map_err(bind_err)?;
+    socket.listen(1024).map_err(bind_err)
+}
+
+/// Serves `front` on `listener` until the lifecycle reaches Stopping, then
+/// stops accepting and returns once every open connection has finished.
+pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(front.config.keep_alive)
+        .max_buf_size(4 * MAX_HEADER_BYTES);
+    let stop = tokio::sync::watch::Sender::new(false);
+    let slots = Arc::new(Semaphore::new(front.config.max_connections));
+    let mut state = front.lifecycle.subscribe();
+
+    loop {
+        let stopping = state.wait_for(|s| *s >= State::Stopping);
+        let accepted = tokio::select! {
+            biased;
+            _ = stopping => break,
+            accepted = accept(&listener, &slots) => accepted,
+        };
+        let (stream, peer, slot) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning; the
+                // connection stays in the backlog.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let front = front.clone();
+        let service = service_fn(move |req| {
+            let front = front.clone();
+            async move { Ok::<_, std::convert::Infallible>(front.handle(req, peer).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        // hyper-util's GracefulShutdown does not take upgradeable
+        // connections, so each connection watches the stop itself; the
+        // receiver it holds is what `closed()` below waits for.
+        let mut stop_rx = stop.subscribe();
+        tokio::spawn(async move {
+            tokio::pin!(conn);
+            // Errors here are the client's (reset, timeout, bad request);
+            // hyper has already answered what could be answered.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop_rx.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(stop_rx);
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        connections = stop.receiver_count(),
+        "stopped accepting; finishing open connections"
+    );
+    let _ = stop.send(true);
+    stop.closed().await;
+    tracing::info!("all client connections closed");
+}
+
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the connection semaphore is never closed");
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, slot))
+}
+
+/// Raises the soft open-files limit to the hard one, so that
+/// `--max-connections` is not cut short by the default of 1024. Called
+/// after the child is spawned: the child keeps the limits it was given.
+pub fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit");
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The opt-in status page (`--status-path`): lifecycle state, child pid,
+//! uptime, requests, and the child tree's memory and CPU (sysinfo).
+//!
+//! Owns: the page and the figures logged at each lifecycle change. Must
+//! not: be served unless asked for; it is off by default so that nothing new
+//! is exposed on the API port.
+
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+use hyper::StatusCode;
+use nix::unistd::Pid;
+use serde_json::json;
+
+use super::{json, Body, Counters};
+use crate::lifecycle::Lifecycle;
+use crate::supervisor::tree::Tree;
+
+/// The status page; knows the child once it is spawned.
+#[derive(Debug, Default)]
+pub struct StatusPage {
+    child: OnceLock<Pid>,
+}
+
+impl StatusPage {
+    /// Records the child's pid once it is known.
+    pub fn set_child(&self, pid: Pid) {
+        let _ = self.child.set(pid);
+    }
+
+    /// The page as JSON.
+    pub fn answer(&self, lifecycle: &Lifecycle, counters: &Counters) -> hyper::Response<Body> {
+        json(StatusCode::OK, &self.figures(lifecycle, counters))
+    }
+
+    /// The figures: state, pids, uptime, requests and the process tree
+    /// below us (the child and its workers).
+    pub fn figures(&self, lifecycle: &Lifecycle, counters: &Counters) -> serde_json::Value {
+        let tree = Tree::below(nix::unistd::getpid(), true);
+        json!({
+            "state": lifecycle.get().as_str(),
+            "pid": std::process::id(),
+            "child_pid": self.child.get().map(|p| p.as_raw()),
+            "uptime_ms": lifecycle.started().elapsed().as_millis() as u64,
+            "requests_in_flight": counters.in_flight.load(Ordering::Relaxed),
+            "requests_served": counters.served.load(Ordering::Relaxed),
+            "tree": {
+                "processes": tree.len(),
+                "rss_bytes": tree.rss_bytes(),
+                "cpu_time_ms": tree.cpu_time_ms(),
+            },
+        })
+    }
+}
+
+/// Logs the figures at every lifecycle change, until the process exits.
+pub async fn log_changes(page: std::sync::Arc<super::Front<impl super::App>>) {
+    let mut rx = page.lifecycle.subscribe();
+    while rx.changed().await.is_ok() {
+        if let Some(status) = &page.status {
+            let f = status.figures(&page.lifecycle, &page.counters);
+            tracing::info!(
+                state = %f["state"].as_str().unwrap_or(""),
+                child_pid = f["child_pid"].as_i64(),
+                requests_in_flight = f["requests_in_flight"].as_u64(),
+                requests_served = f["requests_served"].as_u64(),
+                tree_processes = f["tree"]["processes"].as_u64(),
+                tree_rss_bytes = f["tree"]["rss_bytes"].as_u64(),
+                tree_cpu_time_ms = f["tree"]["cpu_time_ms"].as_u64(),
+                "status"
+            );
+        }
+    }
+}
