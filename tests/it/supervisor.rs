@@ -268,7 +268,11 @@ fn subreaper_reparents_and_reaps_orphaned_grandchildren() {
     // The script printed its report before writing `ready`; wait until our
     // reader thread has it too.
     assert!(
-        wait_until(secs(5), || r.stdout.text().lines().any(|l| l.starts_with("LEFT "))),
+        wait_until(secs(5), || r
+            .stdout
+            .text()
+            .lines()
+            .any(|l| l.starts_with("LEFT "))),
         "no LEFT line\n{}",
         r.dump()
     );
@@ -1322,16 +1326,31 @@ fn child_has_default_dispositions_when_init_inherited_ignored_signals() {
     assert_no_panic(&r);
 }
 
+/// Run in the spawned process before exec: block some standard and
+/// real-time signals and ignore others, including the highest one (SIGRTMAX).
 fn block_and_ignore() -> std::io::Result<()> {
+    use nix::libc;
     let mut set = SigSet::empty();
     set.add(Signal::SIGUSR2);
     set.add(Signal::SIGWINCH);
     set.add(Signal::SIGTERM);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    // SAFETY: plain sigaction(SIG_IGN), async-signal-safe.
+    // SAFETY: sigemptyset/sigaddset/sigprocmask/signal only (async-signal-safe).
     unsafe {
+        let mut rt: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut rt);
+        libc::sigaddset(&mut rt, libc::SIGRTMIN() + 10);
+        libc::sigaddset(&mut rt, libc::SIGRTMAX());
+        if libc::sigprocmask(libc::SIG_BLOCK, &rt, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         nix::sys::signal::signal(Signal::SIGHUP, SigHandler::SigIgn)?;
         nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn)?;
+        for sig in [libc::SIGRTMIN() + 6, libc::SIGRTMAX()] {
+            if libc::signal(sig, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
     }
     Ok(())
 }
