@@ -2,10 +2,10 @@
 # bench/init.sh: what pure-init mode costs, next to tini.
 #
 # Measures, in one run, `modelarts-init --no-proxy` against `tini`:
-#   1. Peak RSS: VmHWM of the init process itself (not its child, not the
-#      sum of its threads' stacks elsewhere: VmHWM is per process) while it
-#      runs `sleep 30`, read about 1 s after the child has started. The
-#      child is then killed; nobody waits 30 s. Also printed, not graded:
+#   1. Peak RSS: VmHWM of the init process (the whole process, its log
+#      thread included; not its child) while it runs `sleep 30`, read
+#      about 1 s after the child has started. The child is then killed;
+#      nobody waits 30 s. Also printed, not graded:
 #      the lifetime peak (ru_maxrss from /usr/bin/time) of `INIT -- true`,
 #      which includes start-up and shutdown work that happens after the
 #      1 s reading. It cannot read below /usr/bin/time's own forked copy
@@ -21,18 +21,19 @@
 # The TARGETS block grades the two goals of pure-init mode:
 #   peak RSS       target <= 4 MiB          must <= 5 MiB
 #   start-up       target <= tini's + 1 ms  must <= 3x tini's overhead
-# Times are means, as asked; the median-based overhead is printed too,
+# Times are graded on means; the median-based overhead is printed too,
 # because on a shared, noisy machine a few slow runs move the mean. The
 # exit status says whether the benchmark ran, not whether targets were met.
 #
 # Needs root only to install what is missing (apt-get: tini, hyperfine,
-# jq, time). Builds the release binary if absent, never rebuilds it: it measures
-# whatever target/release/modelarts-init is. Raw results (hyperfine JSON,
+# jq, time). Builds the release binary if absent, never rebuilds it: it
+# measures whatever target/release/modelarts-init is. Raw results (hyperfine JSON,
 # /proc status and smaps of both inits, versions, the printed summary) go
 # to bench/out/init-<UTC time>/ (gitignored).
 #
 # Knobs (environment): BENCH_RUNS (default 1000), BENCH_WARMUP (100).
 set -euo pipefail
+export LC_ALL=C
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
@@ -161,7 +162,7 @@ hyperfine --shell=none --warmup "$WARMUP" --runs "$RUNS" --style basic \
     -n modelarts-init "'$PWD/$BIN' --no-proxy -- true" \
     >"$OUT/hyperfine.txt" 2>&1 || die "hyperfine failed: see $OUT/hyperfine.txt"
 
-# stat NAME FIELD: a hyperfine figure, in ms
+# hstat NAME FIELD: a hyperfine figure of command NAME, in ms
 hstat() { jq -r --arg n "$1" ".results[] | select(.command == \$n) | .$2 * 1000" "$OUT/hyperfine.json"; }
 T_TRUE=$(hstat true mean) T_TINI=$(hstat tini mean) T_MI=$(hstat modelarts-init mean)
 O_TINI=$(calc 'b-a' "$T_TRUE" "$T_TINI")

@@ -153,10 +153,22 @@ fn in_child_before_exec(take_terminal: bool, user: Option<&Credentials>) -> io::
             libc::signal(libc::SIGTTOU, libc::SIG_IGN);
             libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
         }
-        for sig in 1..libc::SIGRTMAX() {
+        // Every signal to its default action, through the raw system call:
+        // glibc's wrappers refuse its two internal real-time signals (32
+        // and 33), and glibc's posix_spawn leaves those *ignored* in the
+        // processes it starts, so an ignore could otherwise leak through us.
+        // An all-zero kernel sigaction is SIG_DFL with no flags and an empty
+        // mask on every architecture's layout.
+        let default_action = [0u64; 4];
+        for sig in 1..=libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                // glibc refuses its two internal real-time signals; fine.
-                libc::signal(sig, libc::SIG_DFL);
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    default_action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
             }
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();

@@ -1,0 +1,43 @@
+"""A WebSocket client for the proxy tests (tests/it/front.rs).
+
+Usage: ws_client.py URL
+
+Sends text and binary messages (one of 1 MiB) to the echo server behind the
+proxy, checks each echo, then asks for the handshake headers the server saw.
+Prints "HEADERS <json>" and "WS-OK <n>" and exits 0, or exits 1 with the
+reason.
+"""
+
+import asyncio
+import json
+import random
+import sys
+
+from websockets.asyncio.client import connect
+
+
+async def main(url):
+    rng = random.Random(7)
+    messages = [
+        "hello",
+        "ünïcödé ✓",
+        b"\x00\x01\x02binary\xff",
+        bytes(rng.getrandbits(8) for _ in range(1 << 20)),
+        "x" * 100_000,
+    ]
+    async with connect(url, max_size=None, open_timeout=20, close_timeout=5) as ws:
+        for i, message in enumerate(messages):
+            await ws.send(message)
+            got = await asyncio.wait_for(ws.recv(), 20)
+            if got != message:
+                print(f"message {i}: echo differs ({len(got)} vs {len(message)})")
+                return 1
+        await ws.send("__headers__")
+        headers = json.loads(await asyncio.wait_for(ws.recv(), 20))
+    print("HEADERS " + json.dumps(headers), flush=True)
+    print(f"WS-OK {len(messages)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1])))
