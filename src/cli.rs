@@ -272,6 +272,34 @@ where
     Cli::try_parse_from(args)
 }
 
+/// Prints a parse failure and returns the exit code: `--help` and
+/// `--version` print in full and succeed; any other usage error is reduced
+/// to its one-line message and exits 2.
+pub fn report_usage_error(e: clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            0
+        }
+        _ => {
+            // clap puts the message first and, for lists ("required
+            // arguments were not provided:"), the items on the next lines.
+            let rendered = e.render().to_string();
+            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut line = lines.next().unwrap_or("invalid arguments").to_owned();
+            if line.ends_with(':') {
+                if let Some(item) = lines.next() {
+                    line = format!("{line} {item}");
+                }
+            }
+            let line = line.trim_start_matches("error: ");
+            eprintln!("modelarts-init: {line} (see --help)");
+            2
+        }
+    }
+}
+
 /// Parses `60`, `60s`, `500ms`, `2m`, `1h` or `1.5s` into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();

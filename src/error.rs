@@ -52,6 +52,10 @@ pub enum Error {
     #[error("{path}: {message}")]
     ConfigFile { path: PathBuf, message: String },
 
+    /// The bundled model could not be loaded (a build problem).
+    #[error("{0}")]
+    Model(String),
+
     /// Setting up signal handling or another OS resource failed.
     #[error("{what}: {source}")]
     Os {
@@ -70,7 +74,7 @@ impl Error {
             Error::Config(_) | Error::Bind { .. } | Error::ConfigFile { .. } => 2,
             Error::CommandNotFound { .. } => 127,
             Error::CommandNotExecutable { .. } => 126,
-            Error::Spawn { .. } | Error::Os { .. } => 1,
+            Error::Spawn { .. } | Error::Os { .. } | Error::Model(_) => 1,
         }
     }
 }

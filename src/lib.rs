@@ -17,6 +17,9 @@
 //! - [`supervisor`]: spawn, signal, reap and kill the child.
 //! - [`shutdown`]: the R8 timeline.
 //! - [`http`]: the front on port 8080: server, proxy, health, status.
+//!
+//! The mnist server is a second binary, `modelarts-init-mnist` (its code is
+//! in `src/mnist/`, on top of this library); see [`exec_mnist`].
 
 pub mod cli;
 pub mod config;
@@ -42,7 +45,7 @@ use supervisor::{reaper, signals, Child, ExitStatus};
 
 /// How long, after the timeline ends, open connections get to send the
 /// answers they still owe (503s) before the process exits.
-const FRONT_GRACE: Duration = Duration::from_millis(500);
+pub const FRONT_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `mode` to the end and returns the process exit code.
 pub fn run(mode: Mode) -> Result<u8, Error> {
@@ -51,7 +54,10 @@ pub fn run(mode: Mode) -> Result<u8, Error> {
         // that it does not pay for what it does not use.
         Mode::Wrap(c) if c.proxy.is_none() => block_on(false, wrap(c)),
         Mode::Wrap(c) => block_on(true, wrap(c)),
-        Mode::Mnist(_) => Err(Error::Config("mnist mode is not built yet".into())),
+        // The model lives in its own binary, so that the init, which runs
+        // in every container, does not carry tract's 20 MB of code (it
+        // would triple its resident memory); see `mnist::exec`.
+        Mode::Mnist(_) => exec_mnist(),
         Mode::Health(args) => block_on(false, async move {
             match http::client::get_status(&args.url, args.timeout).await {
                 Ok(s) if s == hyper::StatusCode::OK => Ok(0),
@@ -73,7 +79,7 @@ pub fn run(mode: Mode) -> Result<u8, Error> {
     }
 }
 
-fn block_on<F: std::future::Future<Output = Result<u8, Error>>>(
+pub fn block_on<F: std::future::Future<Output = Result<u8, Error>>>(
     threads: bool,
     f: F,
 ) -> Result<u8, Error> {
@@ -113,35 +119,24 @@ async fn wrap(config: WrapConfig) -> Result<u8, Error> {
     let front = match &config.proxy {
         Some(p) => {
             let listener = server::bind(p.front.listen)?;
+            let front = Arc::new(Front::new(
+                p.front.clone(),
+                lifecycle.clone(),
+                Proxy::new(p.upstream, p.idle_timeout, p.front.max_body),
+            ));
             tracing::info!(listen = %p.front.listen, upstream = %p.upstream, health_path = %p.front.health_path, "listening");
-            let front = Arc::new(Front {
-                config: p.front.clone(),
-                lifecycle: lifecycle.clone(),
-                counters: Default::default(),
-                status: p
-                    .front
-                    .status_path
-                    .is_some()
-                    .then(status::StatusPage::default),
-                app: Proxy::new(p.upstream, p.idle_timeout, p.front.max_body),
-            });
             Some((listener, front, p.probe.clone()))
         }
         None => None,
     };
     let child = Child::spawn(&config.child, config.signal_group)?;
-    let served: Shared<BoxFuture<'static, ()>> = match front {
+    let served = match front {
         Some((listener, front, probe)) => {
-            server::raise_nofile_limit();
             if let Some(page) = &front.status {
                 page.set_child(child.pid);
-                tokio::spawn(status::log_changes(front.clone()));
             }
             tokio::spawn(probe.run(lifecycle.clone()));
-            tokio::spawn(server::serve(listener, front))
-                .map(|_| ())
-                .boxed()
-                .shared()
+            start_front(listener, front)
         }
         None => {
             // Without a front there is no readiness to probe: a running
@@ -160,6 +155,54 @@ async fn wrap(config: WrapConfig) -> Result<u8, Error> {
     .await;
     let _ = tokio::time::timeout(FRONT_GRACE, served).await;
     Ok(exit_code(status))
+}
+
+/// Starts serving `front` (and, with a status page, logging its figures at
+/// each lifecycle change). The returned future resolves once the front has
+/// stopped and every connection is closed; it can be awaited more than once.
+pub fn start_front<A: http::App>(
+    listener: tokio::net::TcpListener,
+    front: Arc<Front<A>>,
+) -> Shared<BoxFuture<'static, ()>> {
+    server::raise_nofile_limit();
+    if front.status.is_some() {
+        tokio::spawn(status::log_changes(front.clone()));
+    }
+    tokio::spawn(server::serve(listener, front))
+        .map(|_| ())
+        .boxed()
+        .shared()
+}
+
+/// The binary that serves mnist mode.
+pub const MNIST_BINARY: &str = "modelarts-init-mnist";
+
+/// `modelarts-init mnist`: replaces this process with `modelarts-init-mnist`
+/// and the same
+/// arguments: the one next to our own executable, else the one in PATH.
+/// Returns only on failure.
+///
+/// Why a second binary (as git and cargo do with their subcommands): tract
+/// brings about 20 MB of code, and its constructors would keep it linked
+/// into the init that every container runs, tripling the init's resident
+/// memory and slowing its start-up. The init pays nothing for the model.
+pub fn exec_mnist() -> Result<u8, Error> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name(MNIST_BINARY))
+        .filter(|p| p.exists());
+    let program = beside.unwrap_or_else(|| MNIST_BINARY.into());
+    let source = std::process::Command::new(&program)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(Error::Spawn {
+        command: format!(
+            "{} (mnist mode ships as a second binary; install it next to modelarts-init)",
+            program.display()
+        ),
+        source,
+    })
 }
 
 /// The child's status as our exit code. A child we could not even collect

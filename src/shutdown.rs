@@ -114,7 +114,7 @@ pub async fn run(
                 let Some(signal) = signal else { break false };
                 match signals::decide(signal, phase != Phase::Running) {
                     Some(Action::Reap) => {
-                        if let Some(st) = reaper::reap_all(child_pid) {
+                        if let Some(st) = reaper::reap_all(child_pid).child {
                             tracing::info!(child.pid = child_pid.map(|p| p.as_raw()), status = %st, elapsed_ms = elapsed_ms(t0), "child exited");
                             status = Some(st);
                         }

@@ -81,6 +81,21 @@ pub struct Front<A> {
 }
 
 impl<A: App> Front<A> {
+    /// A front for `app`, with a status page if the config asks for one.
+    pub fn new(config: FrontConfig, lifecycle: Lifecycle, app: A) -> Front<A> {
+        let status = config
+            .status_path
+            .is_some()
+            .then(status::StatusPage::default);
+        Front {
+            config,
+            lifecycle,
+            counters: Counters::default(),
+            status,
+            app,
+        }
+    }
+
     /// Answers one request: our own paths first, then the stop gate and
     /// limits, then the app.
     pub async fn handle(

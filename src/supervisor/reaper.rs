@@ -56,20 +56,32 @@ pub fn become_subreaper_unless_pid1() -> nix::Result<bool> {
     Ok(true)
 }
 
-/// Reaps every exited process we are the parent of. Returns the status of
+/// What one pass of the reaper found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// The watched child's status, if it was among the exits.
+    pub child: Option<ExitStatus>,
+    /// `waitpid` said ECHILD: we have no children at all any more. As PID 1
+    /// or a subreaper that means no descendants either (a descendant's
+    /// ancestors all lead back to one of our children, or it was re-parented
+    /// to us), so nothing is left to kill.
+    pub none_left: bool,
+}
+
+/// Reaps every exited process we are the parent of, noting the status of
 /// `child` if it was among them.
-pub fn reap_all(child: Option<Pid>) -> Option<ExitStatus> {
-    let mut found = None;
+pub fn reap_all(child: Option<Pid>) -> Reaped {
+    let mut reaped = Reaped::default();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => {
                 if Some(pid) == child {
-                    found = Some(ExitStatus::Code(code));
+                    reaped.child = Some(ExitStatus::Code(code));
                 }
             }
             Ok(WaitStatus::Signaled(pid, sig, _core)) => {
                 if Some(pid) == child {
-                    found = Some(ExitStatus::Signal(sig as i32));
+                    reaped.child = Some(ExitStatus::Signal(sig as i32));
                 }
             }
             // Nothing more has exited right now.
@@ -77,11 +89,14 @@ pub fn reap_all(child: Option<Pid>) -> Option<ExitStatus> {
             // Stopped/continued are only reported with WUNTRACED/WCONTINUED.
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
-            // No children at all (ECHILD), or nothing we can do about it.
+            Err(Errno::ECHILD) => {
+                reaped.none_left = true;
+                break;
+            }
             Err(_) => break,
         }
     }
-    found
+    reaped
 }
 
 #[cfg(test)]
