@@ -9,7 +9,7 @@ Routes (the integration tests in tests/it/front.rs use them all):
     POST /echo          streams the request body back
     GET  /bytes?n=N     streams N bytes of deterministic content: byte i is i % 251
     GET  /slow?s=S      sleeps S seconds (a float), then answers
-    GET  /headers       the request headers as a JSON object
+    GET  /headers       the request headers as a JSON object (POST too)
     ANY  /status/<code> answers with that status code
 """
 
@@ -78,7 +78,7 @@ def slow():
     return jsonify(slept=s)
 
 
-@app.get("/headers")
+@app.route("/headers", methods=["GET", "POST"])
 def headers():
     return jsonify({k.lower(): v for k, v in request.headers.items()})
 

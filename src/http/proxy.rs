@@ -10,8 +10,9 @@
 //! idle connections after 2 s. A request sent on a connection the upstream
 //! is closing fails before a byte is answered. Two defences: the pool drops
 //! idle connections after `--upstream-idle-timeout` (1 s, below gunicorn's
-//! 2 s), and hyper-util retries a request once on a fresh connection when
-//! the pooled one turned out to be closed before the request was written.
+//! 2 s), and a request is sent once more on a fresh connection when the
+//! pooled one turns out to be closed: by hyper-util when nothing was
+//! written yet, by us (`Replay`) for bodiless GET/HEAD/OPTIONS otherwise.
 //!
 //! Must not: decide readiness or timeouts (`Front` and `health` do).
 
@@ -97,9 +98,20 @@ impl App for Proxy {
             Some(max) => Limited::new(body, max as usize).boxed(),
             None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
         };
+        let replay = (!upgrade).then(|| Replay::of(&parts)).flatten();
         let mut resp = match self.client.request(Request::from_parts(parts, body)).await {
             Ok(resp) => resp,
-            Err(e) => return upstream_error(&e, self.max_body),
+            Err(e) => match replay {
+                // The pooled connection died under the request: once more,
+                // on a fresh connection.
+                Some(replay) if is_stale_connection(&e) => {
+                    match self.client.request(replay.request()).await {
+                        Ok(resp) => resp,
+                        Err(e) => return upstream_error(&e, self.max_body),
+                    }
+                }
+                _ => return upstream_error(&e, self.max_body),
+            },
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -121,6 +133,67 @@ impl App for Proxy {
         strip_hop_by_hop(&mut parts.headers, None);
         Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
     }
+}
+
+/// A copy of a bodiless idempotent request (GET, HEAD, OPTIONS), to send
+/// again if the pooled connection it went out on turns out to be closed.
+/// hyper-util already retries a request that never started to be written;
+/// this covers the other half of the race, an upstream closing its idle
+/// connection just as our request is written to it (gunicorn's 2 s
+/// keep-alive against a longer --upstream-idle-timeout).
+struct Replay {
+    method: hyper::Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Replay {
+    fn of(parts: &hyper::http::request::Parts) -> Option<Replay> {
+        let idempotent = matches!(
+            parts.method,
+            hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+        );
+        let bodiless = !parts.headers.contains_key(header::TRANSFER_ENCODING)
+            && parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        (idempotent && bodiless).then(|| Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+
+    fn request(self) -> Request<Body> {
+        let mut req = Request::new(super::full(""));
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.uri;
+        *req.headers_mut() = self.headers;
+        req
+    }
+}
+
+/// Whether the upstream closed or reset the connection without answering.
+fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether the request asks for a protocol upgrade (`Connection: upgrade`

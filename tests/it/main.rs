@@ -4,3 +4,7 @@
 mod util;
 
 mod supervisor;
+
+mod front;
+
+mod packaging;

@@ -698,3 +698,66 @@ where
         cmd.pre_exec(f);
     }
 }
+
+// ---------------------------------------------------------------------------
+// The repository, the test venv, ports
+// ---------------------------------------------------------------------------
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python venv of the tests (gunicorn, gevent, Flask, websockets, numpy,
+/// Pillow): `MODELARTS_TEST_VENV`, else `<repo>/.venv`.
+pub fn venv() -> PathBuf {
+    std::env::var_os("MODELARTS_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv"))
+}
+
+/// A program of the test venv; panics with the way to make the venv if it
+/// is missing (the tests need the real programs, never a stand-in).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = venv().join("bin").join(name);
+    if !path.exists() {
+        panic!(
+            "{} not found: these tests need the test venv.\n\
+             Create it at the repo root with\n  \
+             python3 -m venv .venv && .venv/bin/pip install -r examples/gunicorn-app/requirements.txt -r tests/requirements.txt\n\
+             (or run `bash .ci/run`), or point MODELARTS_TEST_VENV at such a venv.",
+            path.display()
+        );
+    }
+    path
+}
+
+/// A free port on 127.0.0.1: bind port 0, read it, drop the listener. Ports
+/// already handed out in this test process are never handed out again.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// `curl -s` with a deadline: (HTTP status, body); status 0 when nothing
+/// answered.
+pub fn curl_status(args: &[&str], timeout: Duration) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time"])
+        .arg(timeout.as_secs().max(1).to_string())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
