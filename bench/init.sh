@@ -14,7 +14,7 @@
 #      of `true`, `tini -- true` and `modelarts-init --no-proxy -- true`.
 #      "Overhead" is an init's mean minus the mean of bare `true`, i.e. what
 #      the init adds around one fork+exec+wait of a child that does nothing.
-#   3. Binary size of target/release/modelarts-init and of tini's binary.
+#   3. Binary size of the shipped modelarts-init and of tini's binary.
 #
 # How to read it: each section prints both figures and the ratio
 # modelarts-init / tini (a ratio above 1 means modelarts-init costs more).
@@ -26,8 +26,10 @@
 # exit status says whether the benchmark ran, not whether targets were met.
 #
 # Needs root only to install what is missing (apt-get: tini, hyperfine,
-# jq, time). Builds the release binary if absent, never rebuilds it: it
-# measures whatever target/release/modelarts-init is. Raw results (hyperfine JSON,
+# jq, time). Builds the shipped binary (`cargo build --profile dist --bin
+# modelarts-init`, the profile Dockerfile.example uses) if absent, never
+# rebuilds it: it measures whatever target/dist/modelarts-init is
+# (BENCH_BIN=... to measure another build, e.g. target/release/modelarts-init). Raw results (hyperfine JSON,
 # /proc status and smaps of both inits, versions, the printed summary) go
 # to bench/out/init-<UTC time>/ (gitignored).
 #
@@ -39,7 +41,7 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 
 RUNS=${BENCH_RUNS:-1000}
 WARMUP=${BENCH_WARMUP:-100}
-BIN=target/release/modelarts-init
+BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-target}/dist/modelarts-init}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/out/init-$STAMP
 mkdir -p "$OUT"
@@ -64,7 +66,7 @@ if ((${#missing[@]})); then
 fi
 if [[ ! -x $BIN ]]; then
     echo "building $BIN ..." >&2
-    cargo build --release >&2
+    cargo build --profile dist --bin modelarts-init >&2
 fi
 TINI=$(readlink -f "$(command -v tini)")
 

@@ -18,20 +18,22 @@ Steps (coordinates: row/col indices, pixel centres at integers):
     if its mostly-opaque pixels (alpha >= 128) are dark on average (grey < 0.5),
     else over black (a drawing with a transparent background).
  2. resize by k = min(WORK_SHORT / shorter side, WORK_LONG / longer side)
-    (up or down; sizes rounded), with the separable antialiased triangle
-    filter of `resize` (bilinear when enlarging; a triangle as wide as the
-    scale factor when shrinking).
- 3. polarity: high-pass h = g - boxblur(g, POL_RADIUS); the ink is the side
-    of the heavier tail: dark ink if sum(h^3) < 0 (negative skew), else
-    light ink; light ink is inverted (g = 1 - g) so that from now on the ink
-    is dark on a light background.
+    (up or down; new size floor(side * k + 0.5), at least 1), with the
+    separable antialiased triangle filter of `resize` (bilinear when
+    enlarging; a triangle as wide as the scale factor when shrinking).
+ 3. polarity: high-pass h = g - box_blur(g, POL_RADIUS) (window mean over
+    the pixels inside the image); the ink is the side of the heavier tail:
+    dark ink if sum(h^3) < 0 (negative skew), else light ink; light ink is
+    inverted (g = 1 - g) so that from now on the ink is dark on light.
  4. background: bg = closing of g (max filter then min filter, square
     window 2*BG_RADIUS+1) removes the strokes. It is computed on g padded by
     2*BG_RADIUS px of point reflection (pad value 2*edge - mirror, see
     pad_odd: a lighting ramp or shadow that reaches the border continues
-    beyond it, so the closing keeps it as background), then cropped back. d = clip((bg - g) / max(bg, BG_FLOOR), 0, 1) is the ink strength
+    beyond it, so the closing keeps it as background), then cropped back.
+    d = clip((bg - g) / max(bg, BG_FLOOR), 0, 1) is the ink strength
     relative to the local paper brightness (this cancels uneven lighting).
- 5. threshold: Otsu on the histogram of d (OTSU_BINS bins over [0, max d]);
+ 5. threshold: if max d < MIN_CONTRAST there is no ink: return None.
+    Otsu on the histogram of d (OTSU_BINS bins over [0, max d]; see otsu);
     t = max(otsu, MIN_THRESHOLD * max d). mask = d > t.
  6. components (8-connected) of mask. Candidates: the components that do
     not touch the image border, if the largest of them has at least
@@ -41,9 +43,11 @@ Steps (coordinates: row/col indices, pixel centres at integers):
     MIN_PIXELS pixels. Keep main and every candidate whose area >= KEEP_AREA *
     main's area and whose bounding box is at most KEEP_GAP * (longer side of
     main's box) away from main's box.
- 7. ink: v = clip((d - lo) / (hi - lo), 0, 1) with lo = LO_FRACTION * t and
-    hi = the median of d over the kept pixels; then v is zeroed farther than
-    KEEP_DILATE px (square window) from every kept pixel.
+ 7. ink: v = clip((d - lo) / max(hi - lo, 1e-6), 0, 1) with lo = LO_FRACTION * t
+    and hi = the HI_PERCENTILE-th percentile of d over the kept pixels
+    (numpy's default: linear interpolation between the sorted values; 50 =
+    the median). Then v = 0 wherever no kept pixel lies in the square window
+    of radius KEEP_DILATE around it (erases ink of dropped components).
  8. box = the kept pixels' bounding box, L = max(height, width) (in pixels,
     max - min + 1); s = BOX / L output pixels per working pixel. (cy, cx) =
     centre of mass of v.
@@ -69,17 +73,19 @@ from PIL import Image, ImageOps
 
 WORK_SHORT = 128     # working size: shorter side, px ...
 WORK_LONG = 384      # ... unless the longer side would exceed this
-POL_RADIUS = 20      # box blur radius for the polarity high-pass (window 41)
+POL_RADIUS = 40      # box blur radius for the polarity high-pass (window 81)
 BG_RADIUS = 15       # closing radius for the background (window 31)
 BG_FLOOR = 0.1       # minimum background brightness used as divisor
 OTSU_BINS = 256
+MIN_CONTRAST = 0.08  # strongest ink must be >= 8% darker than its local background
 MIN_THRESHOLD = 0.2  # threshold never below 20% of the strongest ink
 MIN_PIXELS = 10      # fewer ink pixels than this in the main component: no digit
 BORDER_RATIO = 0.25  # prefer components off the border if one has >= 25% of the largest's area
-KEEP_AREA = 0.08     # keep components with >= 8% of the largest one's area ...
+KEEP_AREA = 0.08     # keep components with >= 8% of the main one's area ...
 KEEP_GAP = 0.3       # ... that lie within 30% of its box size from its box
-KEEP_DILATE = 2      # ink farther than this (px) from kept pixels is erased
-LO_FRACTION = 0.5    # ink strength mapped to 0
+KEEP_DILATE = 2      # ink farther than this (px, square window) from kept pixels is erased
+LO_FRACTION = 0.5    # ink strength mapped to 0: LO_FRACTION * threshold
+HI_PERCENTILE = 50   # ink strength mapped to 1: this percentile of d over the kept pixels
 BOX = 20.0           # longer side of the ink box in the output, px
 COM = 14.0           # where the centre of mass goes (row and col index)
 OUT = 28
@@ -105,7 +111,8 @@ def load_grey(src):
         a = np.asarray(im, np.float64)
         return np.clip(a / (65535.0 if a.max() > 255 else 255.0), 0, 1)
     if im.mode == "F":
-        return np.clip(np.asarray(im, np.float64), 0, 1)
+        a = np.asarray(im, np.float64)
+        return np.clip(a / 255.0 if a.max() > 1.0 else a, 0, 1)
     if im.mode == "L":
         return np.asarray(im, np.float64) / 255.0
     rgb = np.asarray(im.convert("RGB"), np.float64) / 255.0
@@ -267,7 +274,7 @@ def preprocess_grey(g, debug=None):
     # 2. working size
     h, w = g.shape
     k = min(WORK_SHORT / min(h, w), WORK_LONG / max(h, w))
-    wh, ww = max(1, int(round(h * k))), max(1, int(round(w * k)))
+    wh, ww = max(1, int(np.floor(h * k + 0.5))), max(1, int(np.floor(w * k + 0.5)))
     g = resize(g, wh, ww)
 
     # 3. polarity
@@ -283,7 +290,7 @@ def preprocess_grey(g, debug=None):
 
     # 5. threshold
     dmax = float(d.max())
-    if dmax <= 0:
+    if dmax < MIN_CONTRAST:
         return None
     t = max(otsu(d.ravel(), OTSU_BINS, dmax), MIN_THRESHOLD * dmax)
     mask = d > t
@@ -307,7 +314,7 @@ def preprocess_grey(g, debug=None):
     kept = np.isin(labels, keep_ids)
 
     # 7. ink image
-    hi = float(np.median(d[kept]))
+    hi = float(np.percentile(d[kept], HI_PERCENTILE))
     lo = LO_FRACTION * t
     v = np.clip((d - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
     v = v * max_filter(kept.astype(np.float64), KEEP_DILATE)

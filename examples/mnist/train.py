@@ -195,10 +195,10 @@ def build_augment():
         d1 = morph(x, jnp.max)
         d2 = morph(d1, jnp.max)
         e1 = morph(x, jnp.min)
-        a2 = a * 1.6
+        a2 = a * 2.0
         thick = jnp.where(bc(a2 <= 1), x + bc(a2) * (d1 - x), d1 + bc(a2 - 1) * (d2 - d1))
         thin = x - bc(0.7 * a) * (x - e1)
-        x = jnp.where(bc(r < 0.3), thick, jnp.where(bc(r < 0.5), thin, x))
+        x = jnp.where(bc(r < 0.4), thick, jnp.where(bc(r < 0.55), thin, x))
 
         # 2. shape distortion M (output offset -> source offset): rotation, shear, aspect
         th = jnp.deg2rad(u(ks[2], -13, 13))
@@ -324,7 +324,7 @@ def ort_predict(path, X):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="path of mnist.pkl.gz (default: run fetch_data.sh)")
-    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--wd", type=float, default=5e-4)

@@ -78,8 +78,12 @@ def render_coverage(d28, rng, digit_h):
     return cov[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
 
 
-def make_photo(d28, rng, style="any"):
-    """Return a PIL image (mode RGB, RGBA or L) of the digit, and the format to save it in."""
+def make_photo(d28, rng, style="any", info=None):
+    """Return a PIL image (mode RGB, RGBA or L) of the digit, and the format to save it in.
+
+    If info is a dict, a few of the drawn parameters are stored in it.
+    """
+    info = {} if info is None else info
     W = int(rng.integers(60, 401))
     H = int(rng.integers(60, 401))
     if rng.random() < 0.3:  # a good share of squarish images too
@@ -102,6 +106,7 @@ def make_photo(d28, rng, style="any"):
     C *= 1.0 - rng.uniform(0.0, 0.35) * (0.5 + 0.5 * smooth_noise(rng, H, W, 20))
 
     dark_ink = style == "paper" or rng.random() < 0.6
+    info.update(size=[W, H], digit_box=[int(ox), int(oy), int(cw), int(ch)], dark_ink=bool(dark_ink))
     tint = rng.uniform(-0.06, 0.06, 3)
     if dark_ink:
         paper = rng.uniform(0.68, 0.98) + tint
@@ -180,6 +185,8 @@ def main():
     ap.add_argument("--style", choices=["any", "paper"], default="any",
                     help="'paper': dark ink on light paper, RGB only")
     ap.add_argument("--indexes", help="comma-separated sample indexes to use instead of the shuffled order")
+    ap.add_argument("--meta", action="store_true",
+                    help="also write meta.json: per file the sample index and some drawn parameters")
     args = ap.parse_args()
 
     digits, labels = load_sample(args.sample)
@@ -194,17 +201,24 @@ def main():
     else:
         order = np.random.default_rng([args.seed, 1]).permutation(len(digits))
     os.makedirs(args.out, exist_ok=True)
-    out = {}
+    out, meta = {}, {}
     for n in range(args.count):
         idx = int(order[n % len(order)])
         rng = np.random.default_rng([args.seed, 2, n])
-        im, fmt = make_photo(digits[idx], rng, args.style)
+        info = {"index": idx}
+        im, fmt = make_photo(digits[idx], rng, args.style, info)
         name = f"photo_{n:04d}.{fmt}"
         save(im, os.path.join(args.out, name), fmt, rng)
         out[name] = int(labels[idx])
+        info.update(mode=im.mode, format=fmt)
+        meta[name] = info
     with open(os.path.join(args.out, "labels.json"), "w") as f:
         json.dump(out, f, indent=0, sort_keys=True)
         f.write("\n")
+    if args.meta:
+        with open(os.path.join(args.out, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=0, sort_keys=True)
+            f.write("\n")
     print(f"wrote {args.count} images and labels.json to {args.out}")
 
 
