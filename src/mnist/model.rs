@@ -52,13 +52,16 @@ impl Model {
     pub fn logits(&self, input: &Input) -> Result<[f32; 10], RunError> {
         let err = |e: TractError| RunError(format!("{e:#}"));
         let tensor = Tensor::from_shape(&[1, 1, SIDE, SIDE], input).map_err(err)?;
-        let outputs = self.plan.run(tvec!(tensor.into())).map_err(err)?;
-        let view = outputs[0].as_slice::<f32>().map_err(err)?;
+        let outputs = self.plan.run(tvec!(tensor.into()));
+        let outputs = outputs.map_err(err)?;
+        let view = outputs[0].to_plain_array_view::<f32>().map_err(err)?;
         let mut logits = [0f32; 10];
         if view.len() != logits.len() {
             return Err(RunError(format!("expected 10 logits, got {}", view.len())));
         }
-        logits.copy_from_slice(view);
+        for (l, v) in logits.iter_mut().zip(view.iter()) {
+            *l = *v;
+        }
         Ok(logits)
     }
 
@@ -77,4 +80,56 @@ pub fn argmax(values: &[f32; 10]) -> u8 {
         }
     }
     best as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tract must compute what the training script computed, on the first
+    /// 2000 digits of the MNIST test split (committed with the script's
+    /// predictions and logits in tests/data).
+    #[test]
+    fn tract_agrees_with_the_training_script() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let raw = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(repo.join("tests/data/mnist-test-sample.bin.gz"))
+            .output()
+            .expect("gzip -dc");
+        assert!(raw.status.success());
+        let reference: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(repo.join("tests/data/mnist-test-sample.json")).unwrap(),
+        )
+        .unwrap();
+        let count = reference["count"].as_u64().unwrap() as usize;
+        assert_eq!(raw.stdout.len(), count * 784);
+        let model = Model::load().expect("load the bundled model");
+        let mut worst = 0f32;
+        let mut correct = 0;
+        for i in 0..count {
+            let mut input = [0f32; 784];
+            for (x, b) in input.iter_mut().zip(&raw.stdout[i * 784..(i + 1) * 784]) {
+                *x = *b as f32 / 256.0;
+            }
+            let logits = model.logits(&input).unwrap();
+            let want = reference["predictions"][i].as_u64().unwrap() as u8;
+            assert_eq!(
+                argmax(&logits),
+                want,
+                "digit {i}: tract disagrees with the training script"
+            );
+            for (a, b) in logits
+                .iter()
+                .zip(reference["logits"][i].as_array().unwrap())
+            {
+                worst = worst.max((a - b.as_f64().unwrap() as f32).abs());
+            }
+            if reference["labels"][i].as_u64() == Some(want as u64) {
+                correct += 1;
+            }
+        }
+        eprintln!("tract vs training logits: max abs difference {worst}; accuracy on the sample {correct}/{count}");
+        assert!(worst < 1e-3, "logits differ by up to {worst}");
+    }
 }

@@ -8,3 +8,5 @@ mod supervisor;
 mod front;
 
 mod packaging;
+
+mod mnist;
