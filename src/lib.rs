@@ -198,7 +198,7 @@ pub fn exec_mnist() -> Result<u8, Error> {
         .exec();
     Err(Error::Spawn {
         command: format!(
-            "{} (mnist mode ships as a second binary; install it next to modelarts-init)",
+            "{} (mnist mode is a second binary: `cargo build --release` builds both; install it next to modelarts-init)",
             program.display()
         ),
         source,
