@@ -10,3 +10,5 @@ mod front;
 mod packaging;
 
 mod mnist;
+
+mod terminal;
