@@ -364,6 +364,22 @@ fn curl(args: &[&str], timeout: Duration) -> CurlOut {
     }
 }
 
+/// POSTs `src` (curl `--data-binary`, after the `extra` args) to `url`,
+/// saving the answer in `out`; asserts curl succeeded with a 200.
+fn curl_post_file(url: &str, src: &Path, out: &Path, extra: &[&str], timeout: Duration) {
+    let data = format!("@{}", src.display());
+    let mut args = vec!["-o", out.to_str().unwrap(), "-w", "%{http_code}"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--data-binary", &data, url]);
+    let got = curl(&args, timeout);
+    assert_eq!(
+        (got.code, got.stdout.as_str()),
+        (0, "200"),
+        "{extra:?} {}",
+        got.stderr
+    );
+}
+
 fn sha256_file(path: &Path) -> String {
     let out = Command::new("sha256sum")
         .arg(path)
@@ -423,12 +439,7 @@ fn init_on_free_ports(tag: &str, flags: &[&str]) -> (Init, TempDir, SocketAddr, 
     let dir = TempDir::new(tag);
     let listen = free_addr();
     let upstream = free_addr();
-    let init = Init::new()
-        .arg("--listen")
-        .arg(listen.to_string())
-        .arg("--upstream")
-        .arg(upstream.to_string())
-        .args(flags);
+    let init = init_at(&listen.to_string(), &upstream.to_string()).args(flags);
     (init, dir, listen, upstream)
 }
 
@@ -461,8 +472,7 @@ fn gunicorn_argv(dir: &TempDir, upstream: SocketAddr, extra: &[&str]) -> Vec<Str
 fn spawn_gunicorn(tag: &str, flags: &[&str], gunicorn_extra: &[&str]) -> Front {
     let (init, dir, listen, upstream) = init_on_free_ports(tag, flags);
     let argv = gunicorn_argv(&dir, upstream, gunicorn_extra);
-    let run = init.command(&argv).spawn();
-    Front { run, dir, listen }
+    Front::spawn(init, dir, listen, &argv)
 }
 
 /// Spawns and waits until `/health` answers 200.
@@ -477,11 +487,21 @@ fn start_gunicorn(tag: &str, flags: &[&str], gunicorn_extra: &[&str]) -> Front {
 /// Spawns modelarts-init `flags` -- `argv`.
 fn spawn_child(tag: &str, flags: &[&str], argv: &[&str]) -> Front {
     let (init, dir, listen, _) = init_on_free_ports(tag, flags);
-    let run = init.command(argv).spawn();
-    Front { run, dir, listen }
+    Front::spawn(init, dir, listen, argv)
 }
 
 impl Front {
+    /// Spawns `init -- argv` (from [`init_on_free_ports`]) without waiting.
+    fn spawn<S: AsRef<std::ffi::OsStr>>(
+        init: Init,
+        dir: TempDir,
+        listen: SocketAddr,
+        argv: &[S],
+    ) -> Front {
+        let run = init.command(argv).spawn();
+        Front { run, dir, listen }
+    }
+
     fn get(&self, path: &str) -> io::Result<Resp> {
         get(self.listen, path)
     }
@@ -573,6 +593,33 @@ impl Front {
 
     fn sigterm(&self) {
         self.run.signal(Signal::SIGTERM);
+    }
+
+    /// Sends SIGTERM and asserts /health turns 503 "draining" within 2 s:
+    /// (when SIGTERM was sent, how long /health took to fail).
+    fn sigterm_until_draining(&self) -> (Instant, Duration) {
+        let term_at = Instant::now();
+        self.sigterm();
+        let h = self
+            .wait_health(secs(2), |r| r.status != 200)
+            .unwrap_or_else(|| panic!("/health still 200 after SIGTERM\n{}", self.run.dump()));
+        let failed_after = term_at.elapsed();
+        assert_health_false(&h, "draining");
+        (term_at, failed_after)
+    }
+
+    /// Waits (15 s) for the log of the child's stop signal; returns its
+    /// `elapsed_ms`, asserted to be about the 2 s drain delay.
+    fn wait_child_stop_signal(&self) -> u64 {
+        let line = self
+            .wait_log("stop signal to child", secs(15))
+            .unwrap_or_else(|| panic!("no 'stop signal to child' log\n{}", self.run.dump()));
+        let elapsed = log_field_u64(&line, "elapsed_ms").unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            (1900..=6000).contains(&elapsed),
+            "child SIGTERM at {elapsed} ms, expected about 2000: {line}"
+        );
+        elapsed
     }
 }
 
@@ -683,11 +730,7 @@ fn health_follows_gunicorn_start_and_death() {
         "sh".into(),
     ];
     argv.extend(gunicorn_argv(&dir, upstream, &[]));
-    let mut f = Front {
-        run: init.command(&argv).spawn(),
-        dir,
-        listen,
-    };
+    let mut f = Front::spawn(init, dir, listen, &argv);
 
     let first = f.first_health();
     assert_health_false(&first, "starting");
@@ -891,24 +934,7 @@ fn streams_50mb_both_ways_byte_exact() {
     let want = sha256_file(&src);
 
     let echoed = f.dir.join("echoed.bin");
-    let out = curl(
-        &[
-            "-o",
-            echoed.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            "--data-binary",
-            &format!("@{}", src.display()),
-            &f.url("/echo"),
-        ],
-        secs(120),
-    );
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (0, "200"),
-        "{}",
-        out.stderr
-    );
+    curl_post_file(&f.url("/echo"), &src, &echoed, &[], secs(120));
     assert_eq!(fs::metadata(&echoed).unwrap().len(), BIG as u64);
     assert_eq!(sha256_file(&echoed), want, "upload echoed back differs");
 
@@ -941,26 +967,8 @@ fn chunked_upload_is_streamed_byte_exact() {
     let src = f.dir.join("up.bin");
     write_random_file(&src, 5 * 1024 * 1024 + 7);
     let echoed = f.dir.join("echoed.bin");
-    let out = curl(
-        &[
-            "-o",
-            echoed.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            "-H",
-            "Transfer-Encoding: chunked",
-            "--data-binary",
-            &format!("@{}", src.display()),
-            &f.url("/echo"),
-        ],
-        secs(60),
-    );
-    assert_eq!(
-        (out.code, out.stdout.as_str()),
-        (0, "200"),
-        "{}",
-        out.stderr
-    );
+    let chunked = ["-H", "Transfer-Encoding: chunked"];
+    curl_post_file(&f.url("/echo"), &src, &echoed, &chunked, secs(60));
     assert_eq!(sha256_file(&echoed), sha256_file(&src));
 
     // The same by hand, in three chunks, on a raw connection.
@@ -1136,26 +1144,13 @@ fn drain_serves_traffic_until_the_child_stops() {
     let kept = client_loop(f.listen, true, stop.clone());
     thread::sleep(ms(700)); // some traffic before the SIGTERM
 
-    let term_at = Instant::now();
-    f.sigterm();
-    let h = f
-        .wait_health(secs(2), |r| r.status != 200)
-        .unwrap_or_else(|| panic!("/health still 200 after SIGTERM\n{}", f.run.dump()));
-    let health_failed_after = term_at.elapsed();
-    assert_health_false(&h, "draining");
+    let (term_at, health_failed_after) = f.sigterm_until_draining();
     assert!(
         health_failed_after < ms(1900),
         "took {health_failed_after:?}"
     );
 
-    let line = f
-        .wait_log("stop signal to child", secs(15))
-        .unwrap_or_else(|| panic!("no 'stop signal to child' log\n{}", f.run.dump()));
-    let elapsed = log_field_u64(&line, "elapsed_ms").unwrap_or_else(|| panic!("{line}"));
-    assert!(
-        (1900..=6000).contains(&elapsed),
-        "child SIGTERM at {elapsed} ms, expected about 2000: {line}"
-    );
+    let elapsed = f.wait_child_stop_signal();
     let code = f.run.expect_code(secs(15));
     let exit_after = term_at.elapsed();
     stop.store(true, Ordering::SeqCst);
@@ -1228,12 +1223,7 @@ fn drain_lets_an_in_flight_request_finish() {
     let mut partial = Conn::open(f.listen).unwrap();
     partial.send(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
 
-    let term_at = Instant::now();
-    f.sigterm();
-    let h = f
-        .wait_health(secs(2), |r| r.status != 200)
-        .unwrap_or_else(|| panic!("/health still 200 after SIGTERM\n{}", f.run.dump()));
-    assert_health_false(&h, "draining");
+    let (term_at, _) = f.sigterm_until_draining();
     // Scenario timing, not synchronisation: start the slow request ~1 s in.
     thread::sleep(ms(1000).saturating_sub(term_at.elapsed()));
     let addr = f.listen;
@@ -1243,11 +1233,7 @@ fn drain_lets_an_in_flight_request_finish() {
         (started, Instant::now(), r)
     });
 
-    let line = f
-        .wait_log("stop signal to child", secs(15))
-        .unwrap_or_else(|| panic!("no 'stop signal to child' log\n{}", f.run.dump()));
-    let elapsed = log_field_u64(&line, "elapsed_ms").unwrap();
-    assert!((1900..=6000).contains(&elapsed), "{line}");
+    let elapsed = f.wait_child_stop_signal();
 
     // The request finished on the still-open connection: 503 JSON with
     // Connection: close, and the connection is closed.
@@ -1486,10 +1472,8 @@ time.sleep(1000)
 #[test]
 fn refused_upstream_gives_502() {
     let (init, dir, listen, _) = init_on_free_ports("502", &["--probe-interval", "1h"]);
-    let run = init
-        .command(["python3", "-c", LISTEN_ONCE, dir.str()])
-        .spawn();
-    let mut f = Front { run, dir, listen };
+    let argv = ["python3", "-c", LISTEN_ONCE, &dir.str().to_owned()];
+    let mut f = Front::spawn(init, dir, listen, &argv);
     f.wait_ready("/health");
     assert!(
         wait_until(secs(10), || f.dir.join("closed").exists()),
@@ -1538,10 +1522,7 @@ fn starting_upstream_gives_503_and_health_verb_1() {
     http(f.listen, "HEAD", "/", &[], b"")
         .map(|r| assert_eq!(r.status, 503))
         .unwrap();
-    let mut h = Init::new()
-        .args(["health", "--url", &f.url("/health"), "--timeout", "5s"])
-        .run(secs(20));
-    let code = h.expect_code(secs(1));
+    let (h, code) = health_verb(&["--url", &f.url("/health"), "--timeout", "5s"]);
     assert_eq!(code, 1, "{}", h.dump());
 }
 
@@ -1579,13 +1560,7 @@ fn max_body_gives_413() {
         &["-i", "--data-binary", &body(&big), &f.url("/echo")],
         secs(30),
     );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.starts_with("HTTP/1.1 413"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains(r#""error":"body_too_large""#),
-        "{}",
-        out.stdout
-    );
+    assert_curl_413(&out);
 
     // Chunked over the limit.
     let out = curl(
@@ -1599,17 +1574,11 @@ fn max_body_gives_413() {
         ],
         secs(30),
     );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.starts_with("HTTP/1.1 413"), "{}", out.stdout);
+    assert_curl_413(&out);
     assert!(
         out.stdout
             .to_ascii_lowercase()
             .contains("content-type: application/json"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains(r#""error":"body_too_large""#),
         "{}",
         out.stdout
     );
@@ -1630,20 +1599,20 @@ fn max_body_gives_413() {
     // At the limit: passes, both ways.
     for extra in [&[][..], &["-H", "Transfer-Encoding: chunked"][..]] {
         let out_file = f.dir.join("echoed.bin");
-        let mut args = vec!["-o", out_file.to_str().unwrap(), "-w", "%{http_code}"];
-        args.extend_from_slice(extra);
-        let b = body(&at_limit);
-        let url = f.url("/echo");
-        args.extend_from_slice(&["--data-binary", &b, &url]);
-        let out = curl(&args, secs(30));
-        assert_eq!(
-            (out.code, out.stdout.as_str()),
-            (0, "200"),
-            "{extra:?} {}",
-            out.stderr
-        );
+        curl_post_file(&f.url("/echo"), &at_limit, &out_file, extra, secs(30));
         assert_eq!(sha256_file(&out_file), sha256_file(&at_limit));
     }
+}
+
+/// Asserts a `curl -i` output is a 413 answer with the `body_too_large` JSON error.
+fn assert_curl_413(out: &CurlOut) {
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("HTTP/1.1 413"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(r#""error":"body_too_large""#),
+        "{}",
+        out.stdout
+    );
 }
 
 /// A 100 KB header: 431 JSON (ours: under hyper's 256 KiB buffer).
@@ -1740,11 +1709,41 @@ const NEW_FORMAT: &str = r#"{
              "period_seconds": 5, "failure_threshold": 2}
 }"#;
 
+/// Runs a verb (`health`, `check-config`...) to completion (20 s): (guard, exit code).
+fn run_verb(init: Init) -> (Running, i32) {
+    let mut r = init.run(secs(20));
+    let code = r.expect_code(secs(1));
+    (r, code)
+}
+
+/// `modelarts-init check-config <path>`.
+fn check_config_file(path: &Path) -> (Running, i32) {
+    run_verb(Init::new().arg("check-config").arg(path))
+}
+
+/// `modelarts-init health ARGS...`.
+fn health_verb(args: &[&str]) -> (Running, i32) {
+    run_verb(Init::new().arg("health").args(args))
+}
+
+/// modelarts-init `--listen listen --upstream upstream`.
+fn init_at(listen: &str, upstream: &str) -> Init {
+    Init::new().args(["--listen", listen, "--upstream", upstream])
+}
+
+/// Runs `init` with a child that would touch `marker`; asserts exit 2 before
+/// the child was started (`what` names the case) and returns the guard.
+fn assert_refused_before_child(init: Init, marker: &Path, what: &str) -> Running {
+    let (r, code) = run_verb(init.sh("touch \"$1\"", &[marker.to_str().unwrap()]));
+    assert_eq!(code, 2, "{what}: exit {code}\n{}", r.dump());
+    assert!(!marker.exists(), "{what}: the child was started");
+    r
+}
+
 fn check_config(dir: &TempDir, name: &str, text: &str) -> (i32, String, String, PathBuf) {
     let path = dir.join(name);
     fs::write(&path, text).unwrap();
-    let mut r = Init::new().arg("check-config").arg(&path).run(secs(20));
-    let code = r.expect_code(secs(1));
+    let (r, code) = check_config_file(&path);
     (code, r.stdout.text(), r.stderr.text(), path)
 }
 
@@ -1773,8 +1772,7 @@ fn check_config_accepts_both_formats() {
     );
 
     let example = repo().join("examples/gunicorn-app/config.json");
-    let mut r = Init::new().arg("check-config").arg(&example).run(secs(20));
-    let code = r.expect_code(secs(1));
+    let (r, code) = check_config_file(&example);
     let out = r.stdout.text();
     assert_eq!(code, 0, "{}", r.dump());
     assert!(out.contains(": valid"), "{out}");
@@ -1838,21 +1836,11 @@ fn broken_config_exits_2_with_the_field_path() {
         );
 
         let marker = dir.join(&format!("{name}.ran"));
-        let mut r = Init::new()
-            .args([
-                "--listen",
-                &free_addr().to_string(),
-                "--upstream",
-                &free_addr().to_string(),
-            ])
+        let init = init_at(&free_addr().to_string(), &free_addr().to_string())
             .arg("--config")
-            .arg(&path)
-            .sh("touch \"$1\"", &[marker.to_str().unwrap()])
-            .run(secs(20));
-        let code = r.expect_code(secs(1));
-        assert_eq!(code, 2, "{name}: --config exit {code}\n{}", r.dump());
+            .arg(&path);
+        let r = assert_refused_before_child(init, &marker, &format!("{name}: --config"));
         assert!(r.stderr.contains(field), "{name}: no {field}\n{}", r.dump());
-        assert!(!marker.exists(), "{name}: the child was started");
     }
 }
 
@@ -1891,29 +1879,18 @@ fn config_health_url_is_the_health_path() {
 #[test]
 fn health_verb_exit_codes() {
     let f = start_gunicorn("health-verb", &[], &[]);
-    let mut r = Init::new()
-        .args(["health", "--url", &f.url("/health")])
-        .run(secs(20));
-    assert_eq!(r.expect_code(secs(1)), 0, "{}", r.dump());
+    let (r, code) = health_verb(&["--url", &f.url("/health")]);
+    assert_eq!(code, 0, "{}", r.dump());
 
     let closed = free_addr();
-    let mut r = Init::new()
-        .args([
-            "health",
-            "--url",
-            &format!("http://{closed}/health"),
-            "--timeout",
-            "3s",
-        ])
-        .run(secs(20));
-    assert_eq!(r.expect_code(secs(1)), 1, "{}", r.dump());
+    let url = format!("http://{closed}/health");
+    let (r, code) = health_verb(&["--url", &url, "--timeout", "3s"]);
+    assert_eq!(code, 1, "{}", r.dump());
     assert!(r.stderr.contains(&closed.to_string()), "{}", r.dump());
 
     // A path that answers non-200 (gunicorn's 404): 1 as well.
-    let mut r = Init::new()
-        .args(["health", "--url", &f.url("/nowhere")])
-        .run(secs(20));
-    assert_eq!(r.expect_code(secs(1)), 1, "{}", r.dump());
+    let (r, code) = health_verb(&["--url", &f.url("/nowhere")]);
+    assert_eq!(code, 1, "{}", r.dump());
 }
 
 // ===========================================================================
@@ -2098,13 +2075,9 @@ fn upstream_equal_to_listen_exits_2() {
         (format!("0.0.0.0:{p}"), format!("127.0.0.1:{p}")),
     ] {
         let marker = dir.join("ran");
-        let mut r = Init::new()
-            .args(["--listen", &listen, "--upstream", &upstream])
-            .sh("touch \"$1\"", &[marker.to_str().unwrap()])
-            .run(secs(20));
-        assert_eq!(r.expect_code(secs(1)), 2, "{}", r.dump());
+        let what = format!("--listen {listen} --upstream {upstream}");
+        let r = assert_refused_before_child(init_at(&listen, &upstream), &marker, &what);
         assert!(r.stderr.contains("--upstream"), "{}", r.dump());
-        assert!(!marker.exists(), "the child was started");
     }
 }
 
@@ -2115,19 +2088,10 @@ fn port_in_use_exits_2() {
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap();
     let marker = dir.join("ran");
-    let mut r = Init::new()
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--upstream",
-            &free_addr().to_string(),
-        ])
-        .sh("touch \"$1\"", &[marker.to_str().unwrap()])
-        .run(secs(20));
-    assert_eq!(r.expect_code(secs(1)), 2, "{}", r.dump());
+    let init = init_at(&addr.to_string(), &free_addr().to_string());
+    let r = assert_refused_before_child(init, &marker, &format!("--listen {addr} in use"));
     let err = r.stderr.text();
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
     assert!(err.to_lowercase().contains("in use"), "{err}");
-    assert!(!marker.exists(), "the child was started");
     drop(holder);
 }

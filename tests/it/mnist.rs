@@ -196,7 +196,8 @@ fn bad_inputs_get_json_4xx_and_the_server_keeps_serving() {
     )
     .unwrap();
     let url = s.url("/");
-    let field = |name: &str, file: &str| format!("{name}=@{}", dir.join(file).display());
+    // curl args uploading `file` of `dir` as the multipart field `images`.
+    let upload = |file: &str| vec!["-F".into(), format!("images=@{}", dir.join(file).display())];
 
     let cases: Vec<(&str, Vec<String>, u16)> = vec![
         (
@@ -204,31 +205,11 @@ fn bad_inputs_get_json_4xx_and_the_server_keeps_serving() {
             vec!["-F".into(), format!("other=@{}", seven.display())],
             400,
         ),
-        (
-            "not an image",
-            vec!["-F".into(), field("images", "text.txt")],
-            415,
-        ),
-        (
-            "truncated jpeg",
-            vec!["-F".into(), field("images", "truncated.jpg")],
-            400,
-        ),
-        (
-            "empty file",
-            vec!["-F".into(), field("images", "empty.png")],
-            400,
-        ),
-        (
-            "decompression bomb",
-            vec!["-F".into(), field("images", "bomb.png")],
-            413,
-        ),
-        (
-            "over --max-image-bytes",
-            vec!["-F".into(), field("images", "big.jpg")],
-            413,
-        ),
+        ("not an image", upload("text.txt"), 415),
+        ("truncated jpeg", upload("truncated.jpg"), 400),
+        ("empty file", upload("empty.png"), 400),
+        ("decompression bomb", upload("bomb.png"), 413),
+        ("over --max-image-bytes", upload("big.jpg"), 413),
         (
             "empty body",
             vec![

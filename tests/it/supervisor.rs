@@ -6,8 +6,11 @@
 //! Every test runs the real binary on real `sh` children. Child scripts get
 //! the test's temp dir as `$1` and talk back through files in it.
 
+use std::fmt::Debug;
 use std::fs;
+use std::ops::RangeBounds;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,12 +43,138 @@ fn assert_no_panic(r: &Running) {
 }
 
 /// Parse `date +%s.%N` output.
-fn read_epoch(path: &std::path::Path) -> f64 {
+fn read_epoch(path: &Path) -> f64 {
     let s =
         wait_for_file(path, secs(5)).unwrap_or_else(|| panic!("{} not written", path.display()));
     s.trim()
         .parse()
         .unwrap_or_else(|e| panic!("bad timestamp {:?} in {}: {}", s, path.display(), e))
+}
+
+/// `init()` with `--drain-delay drain --stop-timeout stop`.
+fn init_timed(drain: &str, stop: &str) -> Init {
+    init().args(["--drain-delay", drain, "--stop-timeout", stop])
+}
+
+/// Asserts that the child writes `path` within `timeout`; `what` (and the output) if not.
+fn expect_file(r: &Running, path: &Path, timeout: Duration, what: &str) {
+    assert!(
+        wait_for_file(path, timeout).is_some(),
+        "{}\n{}",
+        what,
+        r.dump()
+    );
+}
+
+/// Asserts that the child wrote `$1/ready` within 10 s (dumps the output if not).
+fn wait_ready(r: &Running, dir: &TempDir) {
+    expect_file(r, &dir.join("ready"), secs(10), "child not ready");
+}
+
+/// Creates `$1/done`, which lets a script run with `wait` exit, and asserts it exits 42.
+fn release_waiting_script(r: &mut Running, dir: &TempDir) {
+    fs::write(dir.join("done"), "").unwrap();
+    assert_eq!(r.expect_code(secs(10)), 42, "{}", r.dump());
+}
+
+/// Spawns `init` running `script` (with `dir` as `$1`) and waits for its `ready` file.
+fn spawn_ready(init: Init, script: &str, dir: &TempDir) -> Running {
+    let r = init.sh(script, &[dir.str()]).spawn();
+    wait_ready(&r, dir);
+    r
+}
+
+/// Creates `$1/go`, on which the child exits, and waits (10 s) for our exit:
+/// (exit code, time from `go` to the exit).
+fn release_child(r: &mut Running, dir: &TempDir) -> (i32, Duration) {
+    let t_go = Instant::now();
+    fs::write(dir.join("go"), "").unwrap();
+    let code = r.expect_code(secs(10));
+    (code, t_go.elapsed())
+}
+
+/// Sends `sig` and waits up to `timeout` for the exit code: (epoch when sent, code).
+fn signal_and_exit(r: &mut Running, sig: Signal, timeout: Duration) -> (f64, i32) {
+    let sent = epoch_now();
+    r.signal(sig);
+    (sent, r.expect_code(timeout))
+}
+
+/// Sends `sig` and gives modelarts-init (up to 1 s) to act on it before the next step.
+fn signal_and_settle(r: &Running, sig: Signal) {
+    let before = r.stdout.len();
+    r.signal(sig);
+    settle_after_signal(r, before, SEC);
+}
+
+/// Asserts the child recorded (epoch in `$1/term_at` or `$1/int_at`) getting
+/// `sig` within `window` seconds of `since` (`after` names that moment).
+fn assert_child_got(
+    r: &Running,
+    dir: &TempDir,
+    sig: Signal,
+    since: f64,
+    window: impl RangeBounds<f64> + Debug,
+    after: &str,
+) {
+    let file = match sig {
+        Signal::SIGTERM => "term_at",
+        Signal::SIGINT => "int_at",
+        other => panic!("the child scripts record only SIGTERM and SIGINT, not {other:?}"),
+    };
+    let delay = read_epoch(&dir.join(file)) - since;
+    assert!(
+        window.contains(&delay),
+        "child got {:?} {:.3} s after {}, expected {:?} s\n{}",
+        sig,
+        delay,
+        after,
+        window,
+        r.dump()
+    );
+}
+
+/// Asserts the [`recording_child`] exited (`code`) from its `sig` trap (7 for
+/// SIGTERM, 5 for SIGINT) having got `sig` within `window` s of `since`, and
+/// that its traps saw nothing else.
+fn assert_trap_exit(
+    r: &Running,
+    dir: &TempDir,
+    code: i32,
+    sig: Signal,
+    since: f64,
+    window: impl RangeBounds<f64> + Debug,
+    after: &str,
+) {
+    let (want_code, want_log) = match sig {
+        Signal::SIGTERM => (7, "TERM\n"),
+        Signal::SIGINT => (5, "INT\n"),
+        other => panic!("the recording child traps only SIGTERM and SIGINT, not {other:?}"),
+    };
+    assert_eq!(
+        code,
+        want_code,
+        "child should have exited from its {:?} trap (after {})\n{}",
+        sig,
+        after,
+        r.dump()
+    );
+    assert_child_got(r, dir, sig, since, window, after);
+    assert_eq!(fs::read_to_string(dir.join("log")).unwrap(), want_log);
+}
+
+/// The exit code of a finished run (None if still running or killed by a signal).
+fn exit_code(r: &mut Running) -> Option<i32> {
+    r.try_status().and_then(|s| s.code())
+}
+
+/// Whether `unshare` can make a PID namespace here; prints a skip notice for `test` if not.
+fn unshare_or_skip(test: &str, why: &str) -> bool {
+    if !unshare_available() {
+        skip(test, why);
+        return false;
+    }
+    true
 }
 
 // A child loop that keeps the shell responsive to traps (dash runs a trap
@@ -135,6 +264,31 @@ fn output_value(out: &str, key: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
 }
 
+/// Asserts the [`ORPHAN_SCRIPT`] report in `out`: 5 orphans, each re-parented
+/// to `reaper` (`what` names it), and none left unreaped; returns (pid, ppid)s.
+fn assert_orphans_reaped_by(r: &Running, out: &str, reaper: i32, what: &str) -> Vec<(i32, i32)> {
+    let orphans = orphan_lines(out);
+    assert_eq!(orphans.len(), 5, "expected 5 orphans\n{}", r.dump());
+    for (pid, ppid) in &orphans {
+        assert_eq!(
+            *ppid,
+            reaper,
+            "orphan {} was re-parented to {} instead of {}\n{}",
+            pid,
+            ppid,
+            what,
+            r.dump()
+        );
+    }
+    assert_eq!(
+        output_value(out, "LEFT ").as_deref(),
+        Some("0"),
+        "orphans were not reaped\n{}",
+        r.dump()
+    );
+    orphans
+}
+
 fn orphan_lines(out: &str) -> Vec<(i32, i32)> {
     out.lines()
         .filter_map(|l| {
@@ -144,83 +298,74 @@ fn orphan_lines(out: &str) -> Vec<(i32, i32)> {
         .collect()
 }
 
-#[test]
-fn pid1_reaps_orphaned_grandchildren_and_exit_code_propagates() {
-    if !unshare_available() {
-        skip(
-            "pid1_reaps_orphaned_grandchildren_and_exit_code_propagates",
-            "`unshare --pid --fork --mount-proc` refused here; the subreaper variant still runs",
-        );
-        return;
+/// Runs a reaping `script` (`$2` = pid1) under modelarts-init as PID 1 of a new
+/// PID namespace, in a `tag` temp dir, and asserts the script's exit code 42
+/// propagated within `timeout`; None (after a skip notice) where `unshare`
+/// is refused.
+fn run_reaping_script_as_pid1(
+    test: &str,
+    tag: &str,
+    script: &str,
+    timeout: Duration,
+) -> Option<(Running, TempDir)> {
+    let why = "`unshare --pid --fork --mount-proc` refused here; the subreaper variant still runs";
+    if !unshare_or_skip(test, why) {
+        return None;
     }
-    let dir = TempDir::new("pid1-orphans");
-    let mut r = init_pid1().sh(ORPHAN_SCRIPT, &[dir.str(), "pid1"]).spawn();
-    let code = r.expect_code(secs(30));
+    let dir = TempDir::new(tag);
+    let mut r = init_pid1().sh(script, &[dir.str(), "pid1"]).spawn();
+    let code = r.expect_code(timeout);
     r.stdout.wait_eof(secs(5));
-    let out = r.stdout.text();
     assert_eq!(
         code,
         42,
         "exit code must propagate through unshare\n{}",
         r.dump()
     );
-    let orphans = orphan_lines(&out);
-    assert_eq!(orphans.len(), 5, "expected 5 orphans\n{}", r.dump());
-    for (pid, ppid) in &orphans {
-        assert_eq!(
-            *ppid,
-            1,
-            "orphan {} was re-parented to {} instead of PID 1 (modelarts-init)\n{}",
-            pid,
-            ppid,
-            r.dump()
-        );
-    }
+    Some((r, dir))
+}
+
+/// Asserts the script's `ZOMBIES n` line reports no zombie left in the PID
+/// namespace (`when` says after what).
+fn assert_no_namespace_zombies(r: &Running, when: &str) {
     assert_eq!(
-        output_value(&out, "LEFT ").as_deref(),
+        output_value(&r.stdout.text(), "ZOMBIES ").as_deref(),
         Some("0"),
-        "orphans were not reaped\n{}",
+        "zombies left in the PID namespace{}\n{}",
+        when,
         r.dump()
     );
-    assert_eq!(
-        output_value(&out, "ZOMBIES ").as_deref(),
-        Some("0"),
-        "zombies left in the PID namespace\n{}",
-        r.dump()
-    );
+}
+
+#[test]
+fn pid1_reaps_orphaned_grandchildren_and_exit_code_propagates() {
+    let test = "pid1_reaps_orphaned_grandchildren_and_exit_code_propagates";
+    let Some((r, _dir)) = run_reaping_script_as_pid1(test, "pid1-orphans", ORPHAN_SCRIPT, secs(30))
+    else {
+        return;
+    };
+    assert_orphans_reaped_by(&r, &r.stdout.text(), 1, "PID 1 (modelarts-init)");
+    assert_no_namespace_zombies(&r, "");
     assert_no_panic(&r);
 }
 
 #[test]
 fn pid1_reaps_storm_of_1000_orphans() {
-    if !unshare_available() {
-        skip(
-            "pid1_reaps_storm_of_1000_orphans",
-            "`unshare --pid --fork --mount-proc` refused here; the subreaper variant still runs",
-        );
+    let test = "pid1_reaps_storm_of_1000_orphans";
+    let Some((r, _dir)) = run_reaping_script_as_pid1(test, "pid1-storm", STORM_SCRIPT, secs(60))
+    else {
         return;
-    }
-    let dir = TempDir::new("pid1-storm");
-    let mut r = init_pid1().sh(STORM_SCRIPT, &[dir.str(), "pid1"]).spawn();
-    let code = r.expect_code(secs(60));
-    r.stdout.wait_eof(secs(5));
-    assert_eq!(code, 42, "{}", r.dump());
-    assert_eq!(
-        output_value(&r.stdout.text(), "ZOMBIES ").as_deref(),
-        Some("0"),
-        "zombies left in the PID namespace after the storm\n{}",
-        r.dump()
-    );
+    };
+    assert_no_namespace_zombies(&r, " after the storm");
     assert_no_panic(&r);
 }
 
 #[test]
 fn pid1_handles_sigterm_from_outside_the_namespace() {
-    if !unshare_available() {
-        skip(
-            "pid1_handles_sigterm_from_outside_the_namespace",
-            "`unshare --pid --fork --mount-proc` refused here",
-        );
+    if !unshare_or_skip(
+        "pid1_handles_sigterm_from_outside_the_namespace",
+        "`unshare --pid --fork --mount-proc` refused here",
+    ) {
         return;
     }
     let dir = TempDir::new("pid1-term");
@@ -233,11 +378,7 @@ fn pid1_handles_sigterm_from_outside_the_namespace() {
         .spawn();
     let init_pid = wait_for_child(r.pid(), secs(5))
         .unwrap_or_else(|| panic!("unshare has no child\n{}", r.dump()));
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
+    wait_ready(&r, &dir);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(init_pid), Signal::SIGTERM).unwrap();
     let code = r.expect_code(secs(10));
     assert_eq!(
@@ -260,11 +401,8 @@ fn subreaper_reparents_and_reaps_orphaned_grandchildren() {
     let dir = TempDir::new("sub-orphans");
     let mut r = init().sh(ORPHAN_SCRIPT, &[dir.str(), "wait"]).spawn();
     let init_pid = r.pid();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(20)).is_some(),
-        "child script did not finish its checks\n{}",
-        r.dump()
-    );
+    let what = "child script did not finish its checks";
+    expect_file(&r, &dir.join("ready"), secs(20), what);
     // The script printed its report before writing `ready`; wait until our
     // reader thread has it too.
     assert!(
@@ -277,30 +415,15 @@ fn subreaper_reparents_and_reaps_orphaned_grandchildren() {
         r.dump()
     );
     let out = r.stdout.text();
-    let orphans = orphan_lines(&out);
-    assert_eq!(orphans.len(), 5, "expected 5 orphans\n{}", r.dump());
-    for (pid, ppid) in &orphans {
-        assert_eq!(
-            *ppid,
-            init_pid,
-            "orphan {} was re-parented to {} instead of modelarts-init (not a subreaper?)\n{}",
-            pid,
-            ppid,
-            r.dump()
-        );
+    let what = "modelarts-init (not a subreaper?)";
+    for (pid, _) in assert_orphans_reaped_by(&r, &out, init_pid, what) {
         assert!(
-            is_gone(*pid),
+            is_gone(pid),
             "orphan {} still present: {:?}",
             pid,
-            stat(*pid)
+            stat(pid)
         );
     }
-    assert_eq!(
-        output_value(&out, "LEFT ").as_deref(),
-        Some("0"),
-        "orphans were not reaped\n{}",
-        r.dump()
-    );
     let zombies = zombie_children_of(init_pid);
     assert!(
         zombies.is_empty(),
@@ -308,8 +431,7 @@ fn subreaper_reparents_and_reaps_orphaned_grandchildren() {
         zombies,
         r.dump()
     );
-    fs::write(dir.join("done"), "").unwrap();
-    assert_eq!(r.expect_code(secs(10)), 42, "{}", r.dump());
+    release_waiting_script(&mut r, &dir);
     assert_no_panic(&r);
 }
 
@@ -318,11 +440,7 @@ fn subreaper_reaps_storm_of_1000_orphans() {
     let dir = TempDir::new("sub-storm");
     let mut r = init().sh(STORM_SCRIPT, &[dir.str(), "wait"]).spawn();
     let init_pid = r.pid();
-    assert!(
-        wait_for_file(&dir.join("storm"), secs(60)).is_some(),
-        "storm did not finish\n{}",
-        r.dump()
-    );
+    expect_file(&r, &dir.join("storm"), secs(60), "storm did not finish");
     let mut zombies = Vec::new();
     let clean = wait_until(secs(10), || {
         zombies = zombie_children_of(init_pid);
@@ -335,8 +453,7 @@ fn subreaper_reaps_storm_of_1000_orphans() {
         zombies.iter().take(5).collect::<Vec<_>>(),
         r.dump()
     );
-    fs::write(dir.join("done"), "").unwrap();
-    assert_eq!(r.expect_code(secs(10)), 42, "{}", r.dump());
+    release_waiting_script(&mut r, &dir);
     assert_no_panic(&r);
 }
 
@@ -368,15 +485,7 @@ echo ready > "$1/ready"
 {IDLE_LOOP}
 "#
     );
-    let mut r = init()
-        .args(["--drain-delay", "100ms", "--stop-timeout", "5s"])
-        .sh(&script, &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
+    let mut r = spawn_ready(init_timed("100ms", "5s"), &script, &dir);
     let mut missing = Vec::new();
     for (name, sig) in FORWARDED {
         r.signal(sig);
@@ -409,12 +518,12 @@ echo ready > "$1/ready"
 while :; do sleep 0.05; done
 "#;
 
-fn run_group_case(r: &mut Running, dir: &TempDir, expect_grandchild: bool) {
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
+/// Runs `init` on [`GROUP_SCRIPT`] in a `tag` temp dir: USR1 must reach the
+/// child, and the grandchild exactly when `expect_grandchild`; then a clean stop.
+fn run_group_case(tag: &str, init: Init, expect_grandchild: bool) {
+    let dir = TempDir::new(tag);
+    let mut r = spawn_ready(init, GROUP_SCRIPT, &dir);
+    let r = &mut r;
     let child = read_pid_file(&dir.join("child.pid"), secs(5));
     let gc = read_pid_file(&dir.join("gc.pid"), secs(5));
     r.track_pid(gc);
@@ -463,39 +572,30 @@ fn run_group_case(r: &mut Running, dir: &TempDir, expect_grandchild: bool) {
 
 #[test]
 fn signal_group_flag_reaches_grandchild() {
-    let dir = TempDir::new("sg-flag");
-    let mut r = init()
-        .args([
-            "--signal-group",
-            "--drain-delay",
-            "100ms",
-            "--stop-timeout",
-            "5s",
-        ])
-        .sh(GROUP_SCRIPT, &[dir.str()])
-        .spawn();
-    run_group_case(&mut r, &dir, true);
+    let init = init().args([
+        "--signal-group",
+        "--drain-delay",
+        "100ms",
+        "--stop-timeout",
+        "5s",
+    ]);
+    run_group_case("sg-flag", init, true);
 }
 
 #[test]
 fn signal_group_env_reaches_grandchild() {
-    let dir = TempDir::new("sg-env");
-    let mut r = init()
-        .env("MODELARTS_INIT_SIGNAL_GROUP", "true")
-        .args(["--drain-delay", "100ms", "--stop-timeout", "5s"])
-        .sh(GROUP_SCRIPT, &[dir.str()])
-        .spawn();
-    run_group_case(&mut r, &dir, true);
+    let init = init().env("MODELARTS_INIT_SIGNAL_GROUP", "true").args([
+        "--drain-delay",
+        "100ms",
+        "--stop-timeout",
+        "5s",
+    ]);
+    run_group_case("sg-env", init, true);
 }
 
 #[test]
 fn without_signal_group_grandchild_is_not_signalled() {
-    let dir = TempDir::new("sg-none");
-    let mut r = init()
-        .args(["--drain-delay", "100ms", "--stop-timeout", "5s"])
-        .sh(GROUP_SCRIPT, &[dir.str()])
-        .spawn();
-    run_group_case(&mut r, &dir, false);
+    run_group_case("sg-none", init_timed("100ms", "5s"), false);
 }
 
 // ===========================================================================
@@ -515,7 +615,7 @@ fn exit_codes_0_to_255_pass_through() {
                     let mut bad = Vec::new();
                     for &c in chunk {
                         let mut r = init().sh("exit $1", &[&c.to_string()]).run(secs(20));
-                        let got = r.try_status().and_then(|s| s.code());
+                        let got = exit_code(&mut r);
                         if got != Some(c as i32) {
                             bad.push(format!("exit {} -> {:?}\n{}", c, r.status(), r.dump()));
                         }
@@ -558,7 +658,7 @@ fn signal_deaths_map_to_128_plus_n() {
             .current_dir(dir.path())
             .sh(&script, &[])
             .run(secs(20));
-        let code = r.try_status().and_then(|s| s.code());
+        let code = exit_code(&mut r);
         assert_eq!(
             code,
             Some(128 + n),
@@ -574,7 +674,7 @@ fn signal_deaths_map_to_128_plus_n() {
 fn command_not_found_is_127() {
     for argv in [["no-such-command-modelarts-it"], ["/nonexistent/dir/cmd"]] {
         let mut r = init().command(argv).run(secs(10));
-        let code = r.try_status().and_then(|s| s.code());
+        let code = exit_code(&mut r);
         assert_eq!(code, Some(127), "{:?}\n{}", argv, r.dump());
         assert_no_panic(&r);
     }
@@ -588,7 +688,7 @@ fn not_executable_is_126() {
     fs::set_permissions(&script, fs::Permissions::from_mode(0o644)).unwrap();
     for path in [script.to_str().unwrap(), dir.str()] {
         let mut r = init().command([path]).run(secs(10));
-        let code = r.try_status().and_then(|s| s.code());
+        let code = exit_code(&mut r);
         assert_eq!(code, Some(126), "{} (not executable)\n{}", path, r.dump());
         assert!(!r.stdout.has_line("SHOULD-NOT-RUN"), "{}", r.dump());
         assert_no_panic(&r);
@@ -671,7 +771,7 @@ fn duration_forms_are_accepted() {
     for d in ["60", "60s", "500ms", "2m"] {
         for flag in ["--drain-delay", "--stop-timeout"] {
             let mut r = init().args([flag, d]).sh("exit 3", &[]).run(secs(10));
-            let code = r.try_status().and_then(|s| s.code());
+            let code = exit_code(&mut r);
             assert_eq!(code, Some(3), "{} {} rejected?\n{}", flag, d, r.dump());
             assert_no_panic(&r);
         }
@@ -683,19 +783,14 @@ fn env_vars_set_drain_delay_and_stop_timeout() {
     let dir = TempDir::new("env-timeline");
     let script =
         format!(r#"trap 'date +%s.%N >> "$1/term_at"' TERM; echo ready > "$1/ready"; {IDLE_LOOP}"#);
-    let mut r = init()
-        .env("MODELARTS_INIT_DRAIN_DELAY", "1s")
-        .env("MODELARTS_INIT_STOP_TIMEOUT", "1s")
-        .sh(&script, &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
+    let mut r = spawn_ready(
+        init()
+            .env("MODELARTS_INIT_DRAIN_DELAY", "1s")
+            .env("MODELARTS_INIT_STOP_TIMEOUT", "1s"),
+        &script,
+        &dir,
     );
-    let t0 = epoch_now();
-    r.signal(Signal::SIGTERM);
-    let code = r.expect_code(secs(10));
+    let (t0, code) = signal_and_exit(&mut r, Signal::SIGTERM, secs(10));
     let t_exit = epoch_now();
     assert_eq!(
         code,
@@ -703,13 +798,13 @@ fn env_vars_set_drain_delay_and_stop_timeout() {
         "child ignoring SIGTERM should be SIGKILLed\n{}",
         r.dump()
     );
-    let term_at = read_epoch(&dir.join("term_at"));
-    let delay = term_at - t0;
-    assert!(
-        (0.995..5.0).contains(&delay),
-        "child got SIGTERM {:.3} s after ours (MODELARTS_INIT_DRAIN_DELAY=1s)\n{}",
-        delay,
-        r.dump()
+    assert_child_got(
+        &r,
+        &dir,
+        Signal::SIGTERM,
+        t0,
+        0.995..5.0,
+        "ours (MODELARTS_INIT_DRAIN_DELAY=1s)",
     );
     assert!(
         t_exit - t0 >= 1.9,
@@ -737,27 +832,10 @@ echo ready > "$1/ready"
 #[test]
 fn sigterm_waits_drain_delay_before_signalling_child() {
     let dir = TempDir::new("drain");
-    let mut r = init()
-        .args(["--drain-delay", "1s", "--stop-timeout", "1s"])
-        .sh(&recording_child(), &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
-    let t0 = epoch_now();
-    r.signal(Signal::SIGTERM);
-    let code = r.expect_code(secs(10));
-    assert_eq!(code, 7, "child's status\n{}", r.dump());
-    let delay = read_epoch(&dir.join("term_at")) - t0;
-    assert!(
-        (0.995..5.0).contains(&delay),
-        "child got SIGTERM {:.3} s after ours, expected >= 1 s (drain delay) and < 5 s\n{}",
-        delay,
-        r.dump()
-    );
-    assert_eq!(fs::read_to_string(dir.join("log")).unwrap(), "TERM\n");
+    let mut r = spawn_ready(init_timed("1s", "1s"), &recording_child(), &dir);
+    let (t0, code) = signal_and_exit(&mut r, Signal::SIGTERM, secs(10));
+    let after = "ours (>= 1 s: the drain delay)";
+    assert_trap_exit(&r, &dir, code, Signal::SIGTERM, t0, 0.995..5.0, after);
     assert_no_panic(&r);
 }
 
@@ -778,15 +856,7 @@ echo ready > "$1/ready"
 {IDLE_LOOP}
 "#
     );
-    let mut r = init()
-        .args(["--drain-delay", "1s", "--stop-timeout", "1s"])
-        .sh(&script, &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
+    let mut r = spawn_ready(init_timed("1s", "1s"), &script, &dir);
     let pids: Vec<(&str, i32)> = ["gc", "sid", "sid2"]
         .iter()
         .map(|n| (*n, read_pid_file(&dir.join(&format!("{}.pid", n)), secs(5))))
@@ -807,9 +877,7 @@ echo ready > "$1/ready"
         stat(sid2)
     );
 
-    let t0 = epoch_now();
-    r.signal(Signal::SIGTERM);
-    let code = r.expect_code(secs(15));
+    let (t0, code) = signal_and_exit(&mut r, Signal::SIGTERM, secs(15));
     let t_exit = epoch_now();
     assert_eq!(
         code,
@@ -817,13 +885,7 @@ echo ready > "$1/ready"
         "child that ignores SIGTERM must end by SIGKILL (128+9)\n{}",
         r.dump()
     );
-    let term_delay = read_epoch(&dir.join("term_at")) - t0;
-    assert!(
-        (0.995..5.0).contains(&term_delay),
-        "child got SIGTERM {:.3} s after ours\n{}",
-        term_delay,
-        r.dump()
-    );
+    assert_child_got(&r, &dir, Signal::SIGTERM, t0, 0.995..5.0, "ours");
     assert!(
         t_exit - t0 >= 1.9 && t_exit - t0 < 10.0,
         "exit {:.3} s after SIGTERM; expected about drain 1 s + stop timeout 1 s",
@@ -845,102 +907,37 @@ echo ready > "$1/ready"
 #[test]
 fn second_sigterm_skips_drain_delay() {
     let dir = TempDir::new("term2");
-    let mut r = init()
-        .args(["--drain-delay", "30s", "--stop-timeout", "5s"])
-        .sh(&recording_child(), &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
-    let before = r.stdout.len();
-    r.signal(Signal::SIGTERM);
-    settle_after_signal(&r, before, SEC);
+    let mut r = spawn_ready(init_timed("30s", "5s"), &recording_child(), &dir);
+    signal_and_settle(&r, Signal::SIGTERM);
     assert!(
         !dir.join("log").exists(),
         "child signalled before the drain delay ended\n{}",
         r.dump()
     );
-    let t1 = epoch_now();
-    r.signal(Signal::SIGTERM);
-    let code = r.expect_code(secs(10));
-    assert_eq!(code, 7, "{}", r.dump());
-    let d = read_epoch(&dir.join("term_at")) - t1;
-    assert!(
-        d < 5.0,
-        "child got SIGTERM {:.3} s after the second SIGTERM\n{}",
-        d,
-        r.dump()
-    );
-    assert_eq!(fs::read_to_string(dir.join("log")).unwrap(), "TERM\n");
+    let (t1, code) = signal_and_exit(&mut r, Signal::SIGTERM, secs(10));
+    let after = "the second SIGTERM";
+    assert_trap_exit(&r, &dir, code, Signal::SIGTERM, t1, ..5.0, after);
     assert_no_panic(&r);
 }
 
 #[test]
 fn sigint_is_a_fast_stop_and_child_sees_int() {
     let dir = TempDir::new("int");
-    let mut r = init()
-        .args(["--drain-delay", "30s", "--stop-timeout", "5s"])
-        .sh(&recording_child(), &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
-    let t0 = epoch_now();
-    r.signal(Signal::SIGINT);
-    let code = r.expect_code(secs(10));
-    assert_eq!(
-        code,
-        5,
-        "child should have exited from its INT trap\n{}",
-        r.dump()
-    );
-    let d = read_epoch(&dir.join("int_at")) - t0;
-    assert!(
-        d < 5.0,
-        "child got SIGINT {:.3} s after ours\n{}",
-        d,
-        r.dump()
-    );
-    assert_eq!(fs::read_to_string(dir.join("log")).unwrap(), "INT\n");
+    let mut r = spawn_ready(init_timed("30s", "5s"), &recording_child(), &dir);
+    let (t0, code) = signal_and_exit(&mut r, Signal::SIGINT, secs(10));
+    assert_trap_exit(&r, &dir, code, Signal::SIGINT, t0, ..5.0, "ours");
     assert_no_panic(&r);
 }
 
 #[test]
 fn sigint_during_drain_delay_skips_the_rest() {
     let dir = TempDir::new("term-int");
-    let mut r = init()
-        .args(["--drain-delay", "30s", "--stop-timeout", "5s"])
-        .sh(&recording_child(), &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
-    let before = r.stdout.len();
-    r.signal(Signal::SIGTERM);
-    settle_after_signal(&r, before, SEC);
-    let t1 = epoch_now();
-    r.signal(Signal::SIGINT);
-    let code = r.expect_code(secs(10));
-    assert_eq!(
-        code,
-        5,
-        "child should get SIGINT at once and exit from its INT trap\n{}",
-        r.dump()
-    );
-    let d = read_epoch(&dir.join("int_at")) - t1;
-    assert!(
-        d < 5.0,
-        "child got SIGINT {:.3} s after ours\n{}",
-        d,
-        r.dump()
-    );
-    assert_eq!(fs::read_to_string(dir.join("log")).unwrap(), "INT\n");
+    let mut r = spawn_ready(init_timed("30s", "5s"), &recording_child(), &dir);
+    signal_and_settle(&r, Signal::SIGTERM);
+    let (t1, code) = signal_and_exit(&mut r, Signal::SIGINT, secs(10));
+    // The child gets SIGINT at once (the rest of the drain delay is skipped).
+    let after = "ours, at once";
+    assert_trap_exit(&r, &dir, code, Signal::SIGINT, t1, ..5.0, after);
     assert_no_panic(&r);
 }
 
@@ -949,18 +946,8 @@ fn sigint_fast_stop_still_applies_stop_timeout() {
     let dir = TempDir::new("int-kill");
     let script =
         format!(r#"trap 'date +%s.%N > "$1/int_at"' INT; echo ready > "$1/ready"; {IDLE_LOOP}"#);
-    let mut r = init()
-        .args(["--drain-delay", "30s", "--stop-timeout", "1s"])
-        .sh(&script, &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
-    let t0 = epoch_now();
-    r.signal(Signal::SIGINT);
-    let code = r.expect_code(secs(15));
+    let mut r = spawn_ready(init_timed("30s", "1s"), &script, &dir);
+    let (t0, code) = signal_and_exit(&mut r, Signal::SIGINT, secs(15));
     let t_exit = epoch_now();
     assert_eq!(
         code,
@@ -968,12 +955,7 @@ fn sigint_fast_stop_still_applies_stop_timeout() {
         "child ignoring SIGINT must be SIGKILLed after the stop timeout\n{}",
         r.dump()
     );
-    let int_at = read_epoch(&dir.join("int_at"));
-    assert!(
-        int_at - t0 < 5.0,
-        "child got SIGINT {:.3} s after ours",
-        int_at - t0
-    );
+    assert_child_got(&r, &dir, Signal::SIGINT, t0, ..5.0, "ours");
     // SIGKILL is due 1 s after the child's SIGINT; the child's trap may run a
     // little after the signal, so bound from our SIGINT instead.
     assert!(
@@ -996,22 +978,9 @@ echo ready > "$1/ready"
 while [ ! -e "$1/go" ]; do sleep 0.02; done
 exit 3
 "#;
-    let mut r = init()
-        .args(["--drain-delay", "30s", "--stop-timeout", "5s"])
-        .sh(script, &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
-    let before = r.stdout.len();
-    r.signal(Signal::SIGTERM);
-    settle_after_signal(&r, before, SEC);
-    let t_go = Instant::now();
-    fs::write(dir.join("go"), "").unwrap();
-    let code = r.expect_code(secs(10));
-    let took = t_go.elapsed();
+    let mut r = spawn_ready(init_timed("30s", "5s"), script, &dir);
+    signal_and_settle(&r, Signal::SIGTERM);
+    let (code, took) = release_child(&mut r, &dir);
     assert_eq!(code, 3, "child's status\n{}", r.dump());
     assert!(
         took < secs(5),
@@ -1036,23 +1005,12 @@ echo ready > "$1/ready"
 while [ ! -e "$1/go" ]; do sleep 0.02; done
 exit 4
 "#;
-    let mut r = init().sh(script, &[dir.str()]).spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
-    );
+    let mut r = spawn_ready(init(), script, &dir);
     let gc = read_pid_file(&dir.join("gc.pid"), secs(5));
     r.track_pid(gc);
-    let t_go = Instant::now();
-    fs::write(dir.join("go"), "").unwrap();
-    let code = r.expect_code(secs(10));
+    let (code, took) = release_child(&mut r, &dir);
     assert_eq!(code, 4, "{}", r.dump());
-    assert!(
-        t_go.elapsed() < secs(5),
-        "took {:?} to exit after the child",
-        t_go.elapsed()
-    );
+    assert!(took < secs(5), "took {:?} to exit after the child", took);
     assert!(
         wait_until(secs(3), || is_gone(gc)),
         "grandchild in the child's process group survived: {:?}\n{}",
@@ -1095,12 +1053,7 @@ const OUT_ERR: &str = "echo OUT-LINE-MARK; echo ERR-LINE-MARK >&2; exit 0";
 #[test]
 fn child_stderr_is_merged_into_stdout_by_default() {
     let mut r = init().sh(OUT_ERR, &[]).run(secs(10));
-    assert_eq!(
-        r.try_status().and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        r.dump()
-    );
+    assert_eq!(exit_code(&mut r), Some(0), "{}", r.dump());
     let out = r.stdout.text();
     assert!(out.lines().any(|l| l == "OUT-LINE-MARK"), "{}", r.dump());
     assert!(
@@ -1117,12 +1070,7 @@ fn child_stderr_is_merged_into_stdout_by_default() {
 }
 
 fn assert_kept_stderr(r: &mut Running) {
-    assert_eq!(
-        r.try_status().and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        r.dump()
-    );
+    assert_eq!(exit_code(r), Some(0), "{}", r.dump());
     let out = r.stdout.text();
     assert!(out.lines().any(|l| l == "OUT-LINE-MARK"), "{}", r.dump());
     assert!(
@@ -1166,13 +1114,7 @@ fn ids_as(spec: &str, dir: &TempDir) -> (u32, u32, Vec<u32>) {
         .current_dir(dir.path())
         .sh(ID_SCRIPT, &[])
         .run(secs(10));
-    assert_eq!(
-        r.try_status().and_then(|s| s.code()),
-        Some(0),
-        "--user {}\n{}",
-        spec,
-        r.dump()
-    );
+    assert_eq!(exit_code(&mut r), Some(0), "--user {}\n{}", spec, r.dump());
     assert_no_panic(&r);
     let out = r.stdout.text();
     let line = out
@@ -1397,12 +1339,7 @@ fn child_runs_in_its_own_process_group() {
     let script =
         r#"read pid comm state ppid pgrp rest < /proc/self/stat; echo "PGRP $pid $ppid $pgrp""#;
     let mut r = init().sh(script, &[]).run(secs(10));
-    assert_eq!(
-        r.try_status().and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        r.dump()
-    );
+    assert_eq!(exit_code(&mut r), Some(0), "{}", r.dump());
     let out = r.stdout.text();
     let v: Vec<i32> = out
         .lines()
@@ -1444,21 +1381,17 @@ echo ready > "$1/ready"
 {IDLE_LOOP}
 "#
     );
-    let mut r = init()
-        .args([
+    let mut r = spawn_ready(
+        init().args([
             "--log-format",
             "json",
             "--drain-delay",
             "200ms",
             "--stop-timeout",
             "5s",
-        ])
-        .sh(&script, &[dir.str()])
-        .spawn();
-    assert!(
-        wait_for_file(&dir.join("ready"), secs(10)).is_some(),
-        "child not ready\n{}",
-        r.dump()
+        ]),
+        &script,
+        &dir,
     );
     r.signal(Signal::SIGTERM);
     assert_eq!(r.expect_code(secs(10)), 3, "{}", r.dump());

@@ -190,39 +190,47 @@ impl Init {
         }
     }
 
-    pub fn arg<S: AsRef<OsStr>>(mut self, a: S) -> Init {
-        self.cmd.arg(a);
+    /// Applies `f` to the underlying `Command`: the body of the builder methods.
+    fn with(mut self, f: impl FnOnce(&mut Command)) -> Init {
+        f(&mut self.cmd);
         self
     }
 
-    pub fn args<I, S>(mut self, a: I) -> Init
+    pub fn arg<S: AsRef<OsStr>>(self, a: S) -> Init {
+        self.with(|c| {
+            c.arg(a);
+        })
+    }
+
+    pub fn args<I, S>(self, a: I) -> Init
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.cmd.args(a);
-        self
+        self.with(|c| {
+            c.args(a);
+        })
     }
 
-    pub fn env<K: AsRef<OsStr>, V: AsRef<OsStr>>(mut self, k: K, v: V) -> Init {
-        self.cmd.env(k, v);
-        self
+    pub fn env<K: AsRef<OsStr>, V: AsRef<OsStr>>(self, k: K, v: V) -> Init {
+        self.with(|c| {
+            c.env(k, v);
+        })
     }
 
-    pub fn current_dir<P: AsRef<Path>>(mut self, dir: P) -> Init {
-        self.cmd.current_dir(dir);
-        self
+    pub fn current_dir<P: AsRef<Path>>(self, dir: P) -> Init {
+        self.with(|c| {
+            c.current_dir(dir);
+        })
     }
 
     /// `-- argv...`
-    pub fn command<I, S>(mut self, argv: I) -> Init
+    pub fn command<I, S>(self, argv: I) -> Init
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.cmd.arg("--");
-        self.cmd.args(argv);
-        self
+        self.arg("--").args(argv)
     }
 
     /// `-- sh -c SCRIPT sh ARGS...` (so `$1`, `$2`... are `args` in the script).
@@ -443,15 +451,7 @@ pub fn wait_until<F: FnMut() -> bool>(timeout: Duration, mut cond: F) -> bool {
 /// Wait until `path` exists and holds at least one complete line; returns its
 /// contents.
 pub fn wait_for_file(path: &Path, timeout: Duration) -> Option<String> {
-    let mut out = None;
-    wait_until(timeout, || match fs::read_to_string(path) {
-        Ok(s) if s.contains('\n') => {
-            out = Some(s);
-            true
-        }
-        _ => false,
-    });
-    out
+    wait_for_lines(path, 1, timeout)
 }
 
 /// Wait until `path` contains at least `n` complete lines.
