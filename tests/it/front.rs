@@ -1360,6 +1360,34 @@ fn idle_client_connection_is_kept_past_the_upstream_keepalive() {
     assert_eq!(c.stream().local_addr().unwrap(), local);
 }
 
+/// `--max-connections 2`: a third client waits in the backlog, unanswered,
+/// until one of the two held connections closes; then it is served.
+#[test]
+fn max_connections_holds_extra_clients_back() {
+    let f = start_gunicorn("maxconn", &["--max-connections", "2"], &[]);
+    let mut held: Vec<Conn> = (0..2).map(|_| Conn::open(f.listen).unwrap()).collect();
+    for c in held.iter_mut() {
+        assert_eq!(c.get("/").unwrap().status, 200);
+    }
+    let mut third = Conn::open(f.listen).unwrap();
+    third.set_read_timeout(secs(2));
+    let early = third.get("/");
+    assert!(
+        early.is_err(),
+        "a third connection was served past --max-connections 2: {early:?}"
+    );
+    drop(held.pop());
+    // The request sent above is now read and answered.
+    third.set_read_timeout(secs(10));
+    let r = third.read_response(false).unwrap_or_else(|e| {
+        panic!(
+            "third client never served after a slot freed: {e}\n{}",
+            f.run.dump()
+        )
+    });
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 /// Requests spaced 1.9-2.2 s apart, around gunicorn's 2 s keep-alive, on
 /// new and reused client connections: never a 502 from a stale pooled
 /// upstream connection.
