@@ -10,13 +10,21 @@ use crate::util::{bin, scrubbed_command, skip, Running};
 #[test]
 fn child_gets_the_terminal_foreground() {
     if Command::new("script").arg("--version").output().is_err() {
-        return skip("child_gets_the_terminal_foreground", "`script` (util-linux) is not installed");
+        return skip(
+            "child_gets_the_terminal_foreground",
+            "`script` (util-linux) is not installed",
+        );
     }
     let inner = format!("{} --no-proxy -- cat /proc/self/stat", bin());
     let mut cmd = scrubbed_command("script");
     cmd.args(["-qec", &inner, "/dev/null"]);
     let mut r = Running::spawn(cmd);
-    assert_eq!(r.finish(Duration::from_secs(20)).code(), Some(0), "{}", r.dump());
+    assert_eq!(
+        r.finish(Duration::from_secs(20)).code(),
+        Some(0),
+        "{}",
+        r.dump()
+    );
     let text = r.stdout.text();
     let line = text
         .lines()
@@ -33,5 +41,8 @@ fn child_gets_the_terminal_foreground() {
     let (pgrp, tty_nr, tpgid) = (after[1], after[3], after[4]);
     assert_eq!(pgrp, pid, "the child leads its own process group\n{line}");
     assert_ne!(tty_nr, 0, "the child has the terminal\n{line}");
-    assert_eq!(tpgid, pgrp, "the terminal's foreground group is the child's\n{line}");
+    assert_eq!(
+        tpgid, pgrp,
+        "the terminal's foreground group is the child's\n{line}"
+    );
 }
