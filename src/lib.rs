@@ -50,10 +50,11 @@ pub const FRONT_GRACE: Duration = Duration::from_millis(500);
 /// Runs `mode` to the end and returns the process exit code.
 pub fn run(mode: Mode) -> Result<u8, Error> {
     match mode {
-        // Pure-init mode only waits for signals and timers: one thread, so
-        // that it does not pay for what it does not use.
-        Mode::Wrap(c) if c.proxy.is_none() => block_on(false, wrap(c)),
-        Mode::Wrap(c) => block_on(true, wrap(c)),
+        // One thread in both wrap modes. Pure init only waits for signals
+        // and timers. The proxy only moves bytes between sockets: one
+        // thread costs less CPU per request than a work-stealing pool
+        // (bench/README.md), and the server it fronts is on the other cores.
+        Mode::Wrap(c) => block_on(false, wrap(c)),
         // The model lives in its own binary, so that the init, which runs
         // in every container, does not carry tract's 20 MB of code (it
         // would triple its resident memory); see `mnist::exec`.
