@@ -46,11 +46,8 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/out/init-$STAMP
 mkdir -p "$OUT"
 
-say() { printf '%s\n' "$*" | tee -a "$OUT/summary.txt"; }
-die() { printf 'bench/init.sh: %s\n' "$*" >&2; exit 1; }
-# Float arithmetic: calc '<awk expression over a, b, c>' a b c
-calc() { awk -v a="${2:-0}" -v b="${3:-0}" -v c="${4:-0}" "BEGIN { printf \"%s\", $1 }"; }
-grade() { if [[ $(calc "($1) ? 1 : 0" "${2:-0}" "${3:-0}") == 1 ]]; then echo PASS; else echo FAIL; fi; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
 # --- what we need --------------------------------------------------------
 missing=()

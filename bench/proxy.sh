@@ -78,13 +78,8 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/out/proxy-$STAMP
 mkdir -p "$OUT"
 
-say() { printf '%s\n' "$*" | tee -a "$OUT/summary.txt"; }
-die() { printf 'bench/proxy.sh: %s\n' "$*" >&2; exit 1; }
-# Float arithmetic: calc '<awk expression over a, b, c>' a b c
-# (the parentheses keep a ">" in the expression from being read as a redirect)
-calc() { awk -v a="${2:-0}" -v b="${3:-0}" -v c="${4:-0}" "BEGIN { printf \"%s\", ($1) }"; }
-grade() { if [[ $(calc "($1) ? 1 : 0" "${2:-0}" "${3:-0}") == 1 ]]; then echo PASS; else echo FAIL; fi; }
-secs() { calc 'a + 0' "${1%s}"; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
 # ---------------------------------------------------------------- tools
 need=()

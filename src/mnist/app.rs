@@ -149,7 +149,7 @@ impl Mnist {
                 "the model is still loading",
             ));
         };
-        let _permit = self.cpu.acquire().await.map_err(|_| {
+        let permit = self.cpu.clone().acquire_owned().await.map_err(|_| {
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "stopping",
@@ -157,10 +157,16 @@ impl Mnist {
             )
         })?;
         let result = tokio::task::spawn_blocking(move || {
-            let input = decode_and_preprocess(&bytes)?;
-            model
-                .predict(&input)
-                .map_err(|e| UploadError::Corrupt(e.to_string()))
+            let input = decode_and_preprocess(&bytes);
+            let digit = input.and_then(|x| {
+                model
+                    .predict(&x)
+                    .map_err(|e| UploadError::Corrupt(e.to_string()))
+            });
+            // The next upload may start computing now, not only once this
+            // task's answer has travelled back to the reactor.
+            drop(permit);
+            digit
         })
         .await
         .map_err(|e| {
