@@ -146,7 +146,8 @@ impl<A: App> Front<A> {
         self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         let _done = InFlight(&self.counters);
         let method = req.method().clone();
-        let uri_path = req.uri().path().to_owned();
+        // A `Uri` clone shares its bytes: no allocation on the hot path.
+        let uri = req.uri().clone();
         let call = self.app.call(req, peer);
         tokio::pin!(call);
         let started = tokio::time::Instant::now();
@@ -159,11 +160,11 @@ impl<A: App> Front<A> {
                 resp = &mut call => return resp,
                 _ = tokio::time::sleep_until(warn_at), if !warned => {
                     warned = true;
-                    tracing::warn!(method = %method, path = %uri_path, elapsed_ms = started.elapsed().as_millis() as u64,
+                    tracing::warn!(method = %method, path = %uri.path(), elapsed_ms = started.elapsed().as_millis() as u64,
                         "request still running after 60 s: ModelArts fails synchronous requests this long (R9); use asynchronous mode or --request-timeout");
                 }
                 _ = sleep_opt(timeout.map(|t| started + t)) => {
-                    tracing::warn!(method = %method, path = %uri_path, elapsed_ms = started.elapsed().as_millis() as u64, "request timeout: answering 504");
+                    tracing::warn!(method = %method, path = %uri.path(), elapsed_ms = started.elapsed().as_millis() as u64, "request timeout: answering 504");
                     return error(StatusCode::GATEWAY_TIMEOUT, "timeout",
                         &format!("no response within the request timeout of {} ms", timeout.unwrap_or_default().as_millis()));
                 }
@@ -194,7 +195,10 @@ async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
 
 /// Bytes of the request line and headers, about as they came on the wire.
 fn head_size(req: &Request<Incoming>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let uri = req.uri();
+    let target = uri.authority().map_or(0, |a| a.as_str().len() + 7)
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
     req.headers()
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
