@@ -676,8 +676,8 @@ fn minmax<const MAX: bool>(a: &Grey, r: usize) -> Grey {
 
 /// Step 4's closing of the padded image, cropped by `2r` px on every side:
 /// `min_filter(max_filter(a, r), r)` there (its windows never reach the
-/// padded image's edge, so no clipping), with the column passes done on
-/// one transposed copy.
+/// padded image's edge, so no clipping). Column passes: van Herk/Gil-Werman
+/// over whole rows; row passes: `window_along_rows`, no transposes.
 fn closing_cropped(a: &Grey, r: usize) -> Grey {
     let (h, w) = (a.height, a.width);
     assert!(
@@ -685,19 +685,53 @@ fn closing_cropped(a: &Grey, r: usize) -> Grey {
         "closing_cropped: image smaller than the padding"
     );
     let mut s = Scratch::default();
-    let (h1, w1, h2, w2) = (h - 2 * r, w - 2 * r, h - 4 * r, w - 4 * r);
+    let (h1, w2, h2) = (h - 2 * r, w - 4 * r, h - 4 * r);
     let mut x = Buf::new(h1 * w, 0f32);
-    let mut y = Buf::new(w * h1, 0f32);
-    // max along columns (rows r .. h-r), transpose, max along rows
-    vhgw_valid::<true>(&a.data, h, w, r, &mut x[..h1 * w], &mut s);
-    transpose(&x[..h1 * w], h1, w, &mut y[..w * h1]);
-    vhgw_valid::<true>(&y[..w * h1], w, h1, r, &mut x[..w1 * h1], &mut s);
-    // min along rows, transpose back, min along columns
-    vhgw_valid::<false>(&x[..w1 * h1], w1, h1, r, &mut y[..w2 * h1], &mut s);
-    transpose(&y[..w2 * h1], w2, h1, &mut x[..h1 * w2]);
+    let mut y = Buf::new(h1 * w, 0f32);
+    // max along columns (rows r .. h-r), then along rows
+    vhgw_valid::<true>(&a.data, h, w, r, &mut x, &mut s);
+    window_along_rows::<true>(&mut x, &mut y, r);
+    // min along rows (valid columns: 0 .. w1 - 2r = w2), then along columns
+    window_along_rows::<false>(&mut x, &mut y, r);
+    for (dst, src) in y[..h1 * w2].chunks_exact_mut(w2).zip(x.chunks_exact(w)) {
+        dst.copy_from_slice(&src[..w2]);
+    }
     let mut out = Grey::pooled(w2, h2, 0.0);
-    vhgw_valid::<false>(&x[..h1 * w2], h1, w2, r, &mut out.data, &mut s);
+    vhgw_valid::<false>(&y[..h1 * w2], h1, w2, r, &mut out.data, &mut s);
     out
+}
+
+/// Windowed max (or min) along rows, in place: `plane[i] =
+/// op(plane[i ..= i + 2r])` for i in 0 .. len - 2r, with `plane` taken as
+/// one flat array (`tmp`: scratch of the same length). In each row of
+/// width w the columns 0 .. w - 2r hold the valid windows; the others mix
+/// in the next row and must not be read. Log-doubling: `op` over windows
+/// of 1, 2, 4, ... px, then of two overlapping ones; each pass is one
+/// elementwise op of two shifted slices (exact, as max and min are).
+fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usize) {
+    let (win, n) = (2 * r + 1, plane.len());
+    let mut shifts = Vec::with_capacity(8);
+    let mut c = 1;
+    while 2 * c <= win {
+        shifts.push(c);
+        c *= 2;
+    }
+    // windows of c px at i and at i + (win - c) cover i ..= i + win - 1
+    shifts.push(win - c);
+    shifts.retain(|&k| k > 0 && k < n);
+    // ping-pong between the two buffers; one copy at the end if needed
+    let (mut src, mut dst) = (&mut *plane, &mut *tmp);
+    for &k in &shifts {
+        dst[..n - k]
+            .iter_mut()
+            .zip(&src[..n - k])
+            .zip(&src[k..])
+            .for_each(|((o, &a), &b)| *o = op::<MAX>(a, b));
+        std::mem::swap(&mut src, &mut dst);
+    }
+    if shifts.len() % 2 == 1 {
+        plane.copy_from_slice(tmp);
+    }
 }
 
 /// `src` (`h` x `w`) transposed into `dst` (`w` x `h`), in cache blocks.
