@@ -163,12 +163,6 @@ IMG_DESC=$("$PY" -c 'import sys; from PIL import Image; im = Image.open(sys.argv
 NCPU=$(nproc)
 TCK=$(getconf CLK_TCK)
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port() {
-    local p=$1
-    while ! port_free "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
 PORT_A=$(next_port "$PORT_BASE")
 PORT_B=$(next_port $((PORT_A + 1)))
 PORT_C=$(next_port $((PORT_B + 1)))
@@ -200,13 +194,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_http() { # url pattern seconds
-    for _ in $(seq $(($3 * 10))); do
-        if curl -s -m 1 "$1" 2>/dev/null | grep -q -- "$2"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
 
 post() { # port -> "code body"
     curl -s -m 30 -o "$OUT/answer.tmp" -w '%{http_code}' -X POST "http://127.0.0.1:$1/" -F "images=@$IMAGE" || true
@@ -250,27 +237,6 @@ done
 
 # ---------------------------------------------------------------- measuring
 # CPU clock ticks (user + system) of the given pids, whole thread groups.
-ticks() {
-    local total=0 p s f
-    for p in "$@"; do
-        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-sys_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
-thread_ticks() { # pid -> lines "tid comm ticks"
-    local t s f c
-    for t in /proc/"$1"/task/*; do
-        s=$(cat "$t/stat" 2>/dev/null) || continue
-        c=${s#*(}; c=${c%%)*}
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        echo "${t##*/} $c $((f[11] + f[12]))"
-    done | sort -n
-}
 
 # parse_wrk file -> rps p50ms p99ms non2xx sockerrs requests wrong
 parse_wrk() {

@@ -118,12 +118,6 @@ fi
 NCPU=$(nproc)
 TCK=$(getconf CLK_TCK)
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-next_port() {
-    local p=$1
-    while ! port_free "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
 PORT_A=$(next_port "$PORT_BASE")
 PORT_B=$(next_port $((PORT_A + 1)))
 PORT_C=$(next_port $((PORT_B + 1)))
@@ -183,14 +177,6 @@ nginx_head() {
     done
 }
 
-wait_http() { # url pattern seconds
-    local i
-    for i in $(seq $(($3 * 10))); do
-        if curl -s -m 1 "$1" 2>/dev/null | grep -q -- "$2"; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
 
 ncpus_in() { # count CPUs in a taskset list like 1 or 1-3
     local n=0 r a b
@@ -245,29 +231,8 @@ start_servers() { # layout srv_cpus
 }
 
 # CPU clock ticks (user + system) of the given pids, whole thread groups.
-ticks() {
-    local total=0 p s f
-    for p in "$@"; do
-        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
 # Busy ticks of the whole machine (all CPUs), from /proc/stat.
-sys_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 nginx_pids() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
-thread_ticks() { # pid -> lines "tid comm ticks"
-    local t s f c
-    for t in /proc/"$1"/task/*; do
-        s=$(cat "$t/stat" 2>/dev/null) || continue
-        c=${s#*(}; c=${c%%)*}
-        s=${s##*) }
-        read -r -a f <<<"$s"
-        echo "${t##*/} $c $((f[11] + f[12]))"
-    done
-}
 
 # parse_wrk file -> rps p50ms p99ms non2xx sockerrs requests bytes
 parse_wrk() {
