@@ -52,8 +52,7 @@ impl Model {
     pub fn logits(&self, input: &Input) -> Result<[f32; 10], RunError> {
         let err = |e: TractError| RunError(format!("{e:#}"));
         let tensor = Tensor::from_shape(&[1, 1, SIDE, SIDE], input).map_err(err)?;
-        let outputs = self.plan.run(tvec!(tensor.into()));
-        let outputs = outputs.map_err(err)?;
+        let outputs = self.plan.run(tvec!(tensor.into())).map_err(err)?;
         let view = outputs[0].to_plain_array_view::<f32>().map_err(err)?;
         let mut logits = [0f32; 10];
         if view.len() != logits.len() {

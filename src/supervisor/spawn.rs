@@ -51,18 +51,22 @@ impl Credentials {
         if user.is_empty() || group == Some("") {
             return Err(bad("expected USER or USER:GROUP".into()));
         }
-        let entry = match user.parse::<u32>() {
-            Ok(uid) => User::from_uid(Uid::from_raw(uid)).ok().flatten(),
-            Err(_) => Some(
+        // A number is a uid whether or not /etc/passwd knows it; a name
+        // must be there.
+        let numeric = user.parse::<u32>().ok();
+        let entry = match numeric {
+            Some(uid) => User::from_uid(Uid::from_raw(uid)).ok().flatten(),
+            None => Some(
                 User::from_name(user)
                     .map_err(|e| bad(format!("cannot look up user: {e}")))?
                     .ok_or_else(|| bad(format!("no user named {user:?} in /etc/passwd")))?,
             ),
         };
-        let uid = match &entry {
-            Some(u) => u.uid.as_raw(),
-            None => user.parse().expect("numeric user checked above"),
-        };
+        let uid = entry
+            .as_ref()
+            .map(|u| u.uid.as_raw())
+            .or(numeric)
+            .ok_or_else(|| bad("no such user".into()))?;
         let gid = match group {
             Some(g) => match g.parse::<u32>() {
                 Ok(gid) => gid,
@@ -76,8 +80,8 @@ impl Credentials {
         };
         // Supplementary groups only come with a user known by name and no
         // explicit group; otherwise the child gets exactly the gid asked for.
-        let groups = match (&entry, group, user.parse::<u32>().is_err()) {
-            (Some(u), None, true) => {
+        let groups = match (&entry, group, numeric) {
+            (Some(u), None, None) => {
                 let name = std::ffi::CString::new(u.name.as_str())
                     .map_err(|_| bad("user name contains NUL".into()))?;
                 nix::unistd::getgrouplist(&name, Gid::from_raw(gid))
