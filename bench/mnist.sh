@@ -39,10 +39,11 @@
 # the front's share in front_us); other% is the rest of the machine (other
 # sessions' builds): when it is high, req/s and latencies are not
 # trustworthy, CPU/req still is. Per-thread CPU of the mnist server goes to
-# threads-mnist-*.txt, each thread's role read from the syscall it waits in
-# once idle (tokio's async workers: HTTP and multipart; the blocking pool:
-# decode + preprocess + inference), and the summary splits the server's CPU
-# per request between the two. TARGETS grades:
+# threads-mnist-*.txt, each thread's role from its name (mnist-compute-N:
+# decode + preprocess + inference) or, for tokio's threads, from the syscall
+# it waits in once idle (async workers: HTTP and multipart; the blocking
+# pool: only the model's loading), and the summary splits the server's CPU
+# per request between them. TARGETS grades:
 #   mnist req/s >= 10 x python-wrapped req/s, at c=16        target
 #   mnist p99 < 10 ms at c=16                                target
 #   every answer 2xx and right, no socket error, every run   must
@@ -302,13 +303,14 @@ run_one() { # target conns threads
         done >"$OUT/threads-$tag.roles"
         awk -v tck="$TCK" -v d="$dur_s" 'FILENAME ~ /roles$/ { r[$1] = $2; next }
             FILENAME ~ /before$/ { b[$1] = $3; next }
-            { role = r[$1]; if ($2 !~ /^tokio/) role = ""
+            { role = r[$1]; if ($2 ~ /^mnist-compute/) role = "compute: decode, preprocess, inference"
+              else if ($2 !~ /^tokio/) role = ""
               else if (role == "async-worker") role = "async worker: HTTP, multipart"
-              else if (role == "blocking-pool") role = "blocking pool: decode, preprocess, inference"
+              else if (role == "blocking-pool") role = "blocking pool"
               printf "%-8s %-16s %6.1f%%  %s%s\n", $1, $2, ($3 - b[$1]) / tck / d * 100, role, ($1 in b) ? "" : " (new during the run)" }' \
             "$OUT/threads-$tag.roles" "$OUT/threads-$tag.before" "$OUT/threads-$tag.after" >"$OUT/threads-$tag.txt"
         # per role, in % of one core
-        awk '{ v = $3; sub(/%/, "", v); if ($0 ~ /async worker/) a += v; else if ($0 ~ /blocking pool/) b += v; else o += v }
+        awk '{ v = $3; sub(/%/, "", v); if ($0 ~ /async worker/) a += v; else if ($0 ~ /compute:/) b += v; else o += v }
             END { printf "%.1f %.1f %.1f\n", a, b, o }' "$OUT/threads-$tag.txt" >"$OUT/threads-$tag.split"
     fi
     local _real wu ws
@@ -453,7 +455,7 @@ if [[ -f $OUT/threads-mnist-c$CONNS.txt ]]; then
     awk '$3 + 0 >= 0.5' "$OUT/threads-mnist-c$CONNS.txt" | while IFS= read -r l; do say "    $l"; done
     read -r sa sb so <"$OUT/threads-mnist-c$CONNS.split"
     rq=$(col mnist "$CONNS" 3)
-    say "$(printf '  -> per request: async workers (HTTP, multipart) %.0f µs, blocking pool (decode, preprocess, inference) %.0f µs, other threads %.0f µs' \
+    say "$(printf '  -> per request: async workers (HTTP, multipart) %.0f µs, compute threads (decode, preprocess, inference) %.0f µs, other threads %.0f µs' \
         "$(calc 'b > 0 ? a * 1e4 / b : 0' "$sa" "$rq")" "$(calc 'b > 0 ? a * 1e4 / b : 0' "$sb" "$rq")" "$(calc 'b > 0 ? a * 1e4 / b : 0' "$so" "$rq")")"
 fi
 say "mnist server log lines with warn/error: $(cat "$OUT/mnist-warnings.count" 2>/dev/null || echo '?')"

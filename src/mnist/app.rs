@@ -6,8 +6,8 @@
 //!
 //! Owns: the upload (multipart, size limit),
 //! decoding (format and pixel-count limits, so a decompression bomb is
-//! refused before anything is allocated), and the hand-off to
-//! `preprocess` and `model` on a blocking thread. Must not: block the
+//! refused before anything is allocated), and the hand-off to the
+//! `compute` threads, which run `preprocess` and `model`. Must not: block the
 //! reactor, or let one bad upload affect another request.
 
 use std::io::Cursor;
@@ -20,7 +20,6 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use image::{ImageFormat, ImageReader, Limits};
-use tokio::sync::Semaphore;
 
 use modelarts_init::config::MnistConfig;
 use modelarts_init::http::{error, json, server, App, Body, Front};
@@ -28,6 +27,7 @@ use modelarts_init::lifecycle::Lifecycle;
 use modelarts_init::supervisor::signals;
 use modelarts_init::{shutdown, Error};
 
+use crate::compute::Compute;
 use crate::model::{self, Model};
 use crate::preprocess;
 
@@ -55,7 +55,7 @@ async fn serve(config: MnistConfig) -> Result<u8, Error> {
         .await
         .map_err(|e| Error::Model(e.to_string()))?
         .map_err(|e| Error::Model(e.to_string()))?;
-    front.app.set_model(model);
+    front.app.set_model(model)?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "model loaded"
@@ -118,58 +118,40 @@ impl UploadError {
 
 /// The mnist app.
 pub struct Mnist {
-    model: OnceLock<Arc<Model>>,
+    /// Set once the model is loaded; requests are served from then on.
+    compute: OnceLock<Compute>,
     max_image_bytes: u64,
-    /// CPU work at once: one per core, so that a burst of uploads queues
-    /// here instead of thrashing the blocking pool.
-    cpu: Arc<Semaphore>,
 }
 
 impl Mnist {
     pub fn new(max_image_bytes: u64) -> Mnist {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Mnist {
-            model: OnceLock::new(),
+            compute: OnceLock::new(),
             max_image_bytes,
-            cpu: Arc::new(Semaphore::new(cores)),
         }
     }
 
-    /// Installs the loaded model; requests are served from then on.
-    pub fn set_model(&self, model: Model) {
-        let _ = self.model.set(Arc::new(model));
+    /// Starts the compute threads (one per core) on the loaded model.
+    pub fn set_model(&self, model: Model) -> Result<(), Error> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let compute = Compute::start(model, cores).map_err(|source| Error::Os {
+            what: "cannot start the compute threads",
+            source,
+        })?;
+        let _ = self.compute.set(compute);
+        Ok(())
     }
 
     async fn classify(&self, req: Request<Incoming>) -> Result<u8, Response<Body>> {
         let bytes = self.read_upload(req).await.map_err(|e| e.answer())?;
-        let Some(model) = self.model.get().cloned() else {
+        let Some(compute) = self.compute.get() else {
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_ready",
                 "the model is still loading",
             ));
         };
-        let permit = self.cpu.clone().acquire_owned().await.map_err(|_| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
-                "the service is shutting down",
-            )
-        })?;
-        let result = tokio::task::spawn_blocking(move || {
-            let input = decode_and_preprocess(&bytes);
-            let digit = input.and_then(|x| {
-                model
-                    .predict(&x)
-                    .map_err(|e| UploadError::Corrupt(e.to_string()))
-            });
-            // The next upload may start computing now, not only once this
-            // task's answer has travelled back to the reactor.
-            drop(permit);
-            digit
-        })
-        .await
-        .map_err(|e| {
+        let result = compute.classify(bytes).await.map_err(|e| {
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

@@ -3,12 +3,14 @@
 //! `modelarts_init::exec_mnist`). It takes the same command line as
 //! `modelarts-init mnist ...`, which execs it.
 //!
-//! Modules: `app` (the upload, decoding and the HTTP answer), `preprocess`
+//! Modules: `app` (the upload, decoding and the HTTP answer), `compute`
+//! (the compute threads, one per core, that run the rest), `preprocess`
 //! (photo to 28x28, a port of `examples/mnist/preprocess.py`), `model` (the
 //! bundled ONNX model, run with tract), `stages` (`--bench-stages`: the
 //! per-image stages timed, for bench/mnist.sh).
 
 mod app;
+mod compute;
 mod model;
 mod preprocess;
 mod stages;
