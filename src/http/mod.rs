@@ -6,9 +6,11 @@
 //! Submodules: `server` (accept loop, keep-alive, graceful stop), `proxy`
 //! (the streaming reverse proxy), `health` (readiness probe and the
 //! `/health` answer), `status` (the opt-in status page), `client` (the
-//! `health` verb). Must not: know what the app behind it does.
+//! `health` verb), `conn` (a connection's clock: keep-alive, R9 warning,
+//! request timeout). Must not: know what the app behind it does.
 
 pub mod client;
+pub mod conn;
 pub mod health;
 pub mod proxy;
 pub mod server;
@@ -18,6 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +30,7 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::lifecycle::{Lifecycle, State};
+use conn::{ConnClock, Event};
 
 /// Errors inside response and request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -102,6 +106,7 @@ impl<A: App> Front<A> {
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        clock: &ConnClock,
     ) -> Response<Body> {
         let state = self.lifecycle.get();
         let path = req.uri().path();
@@ -148,31 +153,32 @@ impl<A: App> Front<A> {
         let method = req.method().clone();
         // A `Uri` clone shares its bytes: no allocation on the hot path.
         let uri = req.uri().clone();
-        let call = self.app.call(req, peer);
-        tokio::pin!(call);
-        let started = tokio::time::Instant::now();
-        let timeout = self.config.request_timeout;
-        let mut exited = self.lifecycle.subscribe();
-        let mut warned = false;
-        loop {
-            let warn_at = started + PLATFORM_REQUEST_LIMIT;
-            tokio::select! {
-                resp = &mut call => return resp,
-                _ = tokio::time::sleep_until(warn_at), if !warned => {
-                    warned = true;
-                    tracing::warn!(method = %method, path = %uri.path(), elapsed_ms = started.elapsed().as_millis() as u64,
+        let _request = clock.begin();
+        let mut call = std::pin::pin!(self.app.call(req, peer));
+        // The connection's timer decides; the request acts on it each time
+        // it is polled (see `conn`).
+        std::future::poll_fn(|cx| loop {
+            return match clock.event() {
+                None => call.as_mut().poll(cx),
+                Some(Event::Warn) => {
+                    tracing::warn!(method = %method, path = %uri.path(), elapsed_ms = PLATFORM_REQUEST_LIMIT.as_millis() as u64,
                         "request still running after 60 s: ModelArts fails synchronous requests this long (R9); use asynchronous mode or --request-timeout");
+                    continue;
                 }
-                _ = sleep_opt(timeout.map(|t| started + t)) => {
-                    tracing::warn!(method = %method, path = %uri.path(), elapsed_ms = started.elapsed().as_millis() as u64, "request timeout: answering 504");
-                    return error(StatusCode::GATEWAY_TIMEOUT, "timeout",
-                        &format!("no response within the request timeout of {} ms", timeout.unwrap_or_default().as_millis()));
+                Some(Event::Timeout) => {
+                    let timeout = self.config.request_timeout.unwrap_or_default();
+                    tracing::warn!(method = %method, path = %uri.path(), elapsed_ms = timeout.as_millis() as u64, "request timeout: answering 504");
+                    Poll::Ready(error(StatusCode::GATEWAY_TIMEOUT, "timeout",
+                        &format!("no response within the request timeout of {} ms", timeout.as_millis())))
                 }
-                _ = exited.wait_for(|s| *s == State::Exited) => {
-                    return error(StatusCode::SERVICE_UNAVAILABLE, "stopped", "the service stopped before answering");
-                }
-            }
-        }
+                Some(Event::Exited) => Poll::Ready(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "stopped",
+                    "the service stopped before answering",
+                )),
+            };
+        })
+        .await
     }
 }
 
@@ -183,13 +189,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.served.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

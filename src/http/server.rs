@@ -1,12 +1,13 @@
 //! The accept loop on port 8080: connections, keep-alive and the graceful
 //! stop.
 //!
-//! Owns: the listener and every client connection. hyper 1.x has no idle
-//! timeout of its own; from 1.6 its `header_read_timeout` restarts whenever
-//! a connection goes idle, so one timer serves as both the 200 s keep-alive
-//! of rule R7 and the slowloris cut (a client that takes longer than that
-//! to send its headers is dropped). `--max-connections` bounds the
-//! connections we hold; more wait in the kernel's backlog.
+//! Owns: the listener and every client connection, each in a task of its
+//! own with one timer, driven by its `conn::ConnClock`: the 200 s
+//! keep-alive of rule R7 and the slowloris cut (a client that has not sent
+//! a whole request head for that long is dropped), the R9 warning and the
+//! request timeout. hyper's own per-request header timer is not used.
+//! `--max-connections` bounds the connections we hold; more wait in the
+//! kernel's backlog.
 //!
 //! The stop follows the lifecycle: nothing changes while Draining (R8 wants
 //! service to go on, and closing idle keep-alive connections now would break
@@ -20,10 +21,11 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
+use super::conn::{ConnClock, Io, Next};
 use super::{App, Front, MAX_HEADER_BYTES};
 use crate::error::Error;
 use crate::lifecycle::State;
@@ -50,11 +52,9 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 /// stops accepting and returns once every open connection has finished.
 pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        .header_read_timeout(front.config.keep_alive)
-        .max_buf_size(4 * MAX_HEADER_BYTES);
+    // No hyper timer: without one hyper arms no header-read timer of its
+    // own per request; the connection's clock does that job.
+    builder.keep_alive(true).max_buf_size(4 * MAX_HEADER_BYTES);
     let stop = tokio::sync::watch::Sender::new(false);
     let slots = Arc::new(Semaphore::new(front.config.max_connections));
     let mut state = front.lifecycle.subscribe();
@@ -77,27 +77,58 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let front = front.clone();
-        let service = service_fn(move |req| {
-            let front = front.clone();
-            async move { Ok::<_, std::convert::Infallible>(front.handle(req, peer).await) }
-        });
+        let clock = Arc::new(ConnClock::new(
+            front.config.keep_alive,
+            front.config.request_timeout,
+        ));
+        let service = {
+            let (front, clock) = (front.clone(), clock.clone());
+            service_fn(move |req| {
+                let (front, clock) = (front.clone(), clock.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(front.handle(req, peer, &clock).await)
+                }
+            })
+        };
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(Io::new(TokioIo::new(stream), clock.clone()), service)
             .with_upgrades();
         // hyper-util's GracefulShutdown does not take upgradeable
         // connections, so each connection watches the stop itself; the
         // receiver it holds is what `closed()` below waits for.
-        let mut stop_rx = stop.subscribe();
+        let stop_rx = stop.subscribe();
+        let mut lifecycle = front.lifecycle.subscribe();
+        // The connection's task, to its end: polls hyper's connection,
+        // fires the clock's timer, and follows the lifecycle (at Stopping,
+        // no more requests on it: hyper closes it once idle; at Exited, the
+        // open request is answered 503). Errors from hyper are the
+        // client's (reset, bad request); hyper has answered what it could.
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            // Errors here are the client's (reset, timeout, bad request);
-            // hyper has already answered what could be answered.
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop_rx.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            let mut conn = std::pin::pin!(conn);
+            let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.first_deadline()));
+            let (mut stopping, mut exited) = (false, false);
+            loop {
+                // After the timer or the lifecycle, the loop polls the
+                // connection again, and with it the request, which acts on
+                // the clock's events.
+                tokio::select! {
+                    biased;
+                    _ = conn.as_mut() => break,
+                    _ = timer.as_mut() => match clock.on_timer(tokio::time::Instant::now()) {
+                        Next::At(deadline) => timer.as_mut().reset(deadline),
+                        Next::Close => break,
+                    },
+                    changed = lifecycle.changed(), if !exited => {
+                        let state = *lifecycle.borrow_and_update();
+                        if state >= State::Stopping && !stopping {
+                            stopping = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                        if state == State::Exited || changed.is_err() {
+                            exited = true;
+                            clock.set_exited();
+                        }
+                    }
                 }
             }
             drop(stop_rx);

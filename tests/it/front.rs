@@ -1927,7 +1927,8 @@ fn health_verb_exit_codes() {
 
 /// `--keep-alive 1s`: clients that send half a header and stall, or trickle
 /// a byte every 300 ms, are cut within a few seconds, while other clients
-/// are served; an idle kept-alive connection is closed after about 1 s.
+/// are served; an idle kept-alive connection is closed after about 1 s; a
+/// request that takes longer than that is not.
 #[test]
 fn slowloris_is_cut_by_the_keep_alive() {
     let f = start_gunicorn("slowloris", &["--keep-alive", "1s"], &[]);
@@ -1993,6 +1994,13 @@ fn slowloris_is_cut_by_the_keep_alive() {
     let t = closed.expect("idle connection not closed with --keep-alive 1s");
     assert!(t >= ms(700), "closed after {t:?}");
     assert_eq!(f.get("/").unwrap().status, 200);
+
+    // A request that runs for longer than the keep-alive is not cut, and
+    // its connection serves the next one.
+    let mut c = Conn::open(f.listen).unwrap();
+    let r = c.get("/slow?s=2.5").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(c.get("/").unwrap().status, 200);
 }
 
 // ===========================================================================
