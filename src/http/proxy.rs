@@ -49,6 +49,10 @@ use tokio::net::TcpStream;
 
 use super::{error, too_large, App, Body, BoxError};
 
+/// A request on a pooled connection idle for at least this long is kept
+/// for a replay (`Replay`).
+const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
+
 /// How long we wait for the upstream to accept a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -100,14 +104,19 @@ impl Proxy {
         parts: hyper::http::request::Parts,
         body: Body,
     ) -> Result<(Response<Incoming>, SendRequest<Body>), UpstreamError> {
-        let Some(mut sender) = self.pool.checkout() else {
+        let Some((mut sender, idle_for)) = self.pool.checkout() else {
             let mut sender = self.pool.connect().await?;
             let resp = sender
                 .send_request(Request::from_parts(parts, body))
                 .await?;
             return Ok((resp, sender));
         };
-        let replay = Replay::of(&parts);
+        // No server closes a connection idle for less than this on its own
+        // (gunicorn's keep-alive is 2 s); under load, connections are idle
+        // for microseconds and the request is not copied.
+        let replay = (idle_for >= REPLAY_AFTER_IDLE)
+            .then(|| Replay::of(&parts))
+            .flatten();
         let mut e = match sender
             .try_send_request(Request::from_parts(parts, body))
             .await
@@ -267,10 +276,11 @@ struct Idle {
 }
 
 impl Pool {
-    /// The most recently used idle connection that is ready for a request
+    /// The most recently used idle connection that is ready for a request,
+    /// and how long it was idle
     /// and has not been idle too long, if any. Closed and expired ones are
     /// dropped on the way; busy ones (hyper not ready yet) stay.
-    fn checkout(&self) -> Option<SendRequest<Body>> {
+    fn checkout(&self) -> Option<(SendRequest<Body>, Duration)> {
         let now = Instant::now();
         let mut idle = lock(&self.idle);
         let mut busy = Vec::new();
@@ -283,7 +293,7 @@ impl Pool {
                 break;
             }
             if c.sender.is_ready() {
-                found = Some(c.sender);
+                found = Some((c.sender, now.saturating_duration_since(c.since)));
                 break;
             }
             if !c.sender.is_closed() {
@@ -466,7 +476,8 @@ fn origin_form(uri: &mut Uri) -> bool {
 /// hyper hands back a request it did not start to write; this covers the
 /// other half of the race, an upstream closing its idle connection just as
 /// our request is written to it (gunicorn's 2 s keep-alive against a
-/// longer --upstream-idle-timeout). Made only for reused connections.
+/// longer --upstream-idle-timeout). Made only for reused connections that
+/// were idle for `REPLAY_AFTER_IDLE` or more.
 struct Replay {
     method: hyper::Method,
     uri: Uri,
