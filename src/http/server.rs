@@ -86,7 +86,9 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
             service_fn(move |req| {
                 let (front, clock) = (front.clone(), clock.clone());
                 async move {
-                    Ok::<_, std::convert::Infallible>(front.handle(req, peer, &clock).await)
+                    let resp = front.handle(req, peer, &clock).await;
+                    clock.response_ready();
+                    Ok::<_, std::convert::Infallible>(resp)
                 }
             })
         };
