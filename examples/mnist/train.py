@@ -18,7 +18,9 @@ What it does, in order:
    photo -> 28x28 pipeline of examples/mnist/preprocess.py;
    the 10k VALID split is used to pick the best epoch;
 3. folds BatchNorm into the convolutions and writes src/mnist/model.onnx
-   (opset 13; Conv, Relu, MaxPool, Flatten, Gemm only);
+   (opset 13; Conv, Max, Relu, Flatten, Gemm only: each max-pooled
+   convolution is written as four stride-2 convolutions and their Max,
+   which tract runs faster; see write_onnx);
    I/O contract: input `input` float32 [1,1,28,28] in [0,1], ink HIGH
    (pixel/256, white digit on black); output `logits` float32 [1,10];
 4. reports train/valid/test accuracy of the exported (folded) network, and
@@ -260,35 +262,58 @@ def build_augment():
 # ONNX export
 
 def export_onnx(fp, path):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     def conv_w(w):  # HWIO -> OIHW
         return np.ascontiguousarray(np.transpose(w, (3, 2, 0, 1)), np.float32)
 
     # JAX flattens NHWC (h, w, c); ONNX Flatten on NCHW gives (c, h, w)
     wd = fp["wd"].reshape(5, 5, C3, 10).transpose(2, 0, 1, 3).reshape(C3 * 25, 10)
-    inits = [
-        numpy_helper.from_array(conv_w(fp["w1"]), "conv1.weight"),
-        numpy_helper.from_array(fp["c1"].astype(np.float32), "conv1.bias"),
-        numpy_helper.from_array(conv_w(fp["w2"]), "conv2.weight"),
-        numpy_helper.from_array(fp["c2"].astype(np.float32), "conv2.bias"),
-        numpy_helper.from_array(conv_w(fp["w3"]), "conv3.weight"),
-        numpy_helper.from_array(fp["c3"].astype(np.float32), "conv3.bias"),
-        numpy_helper.from_array(np.ascontiguousarray(wd, np.float32), "fc.weight"),
-        numpy_helper.from_array(fp["bd"].astype(np.float32), "fc.bias"),
-    ]
-    P1 = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
-    P0 = dict(kernel_shape=[3, 3], pads=[0, 0, 0, 0], strides=[1, 1])
-    MP = dict(kernel_shape=[2, 2], strides=[2, 2])
-    nodes = [
-        helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", **P1),
-        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", **MP),
-        helper.make_node("Conv", ["p1", "conv2.weight", "conv2.bias"], ["c2"], name="conv2", **P1),
-        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
-        helper.make_node("MaxPool", ["r2"], ["p2"], name="pool2", **MP),
-        helper.make_node("Conv", ["p2", "conv3.weight", "conv3.bias"], ["c3"], name="conv3", **P0),
+    write_onnx({
+        "conv1.weight": conv_w(fp["w1"]), "conv1.bias": fp["c1"],
+        "conv2.weight": conv_w(fp["w2"]), "conv2.bias": fp["c2"],
+        "conv3.weight": conv_w(fp["w3"]), "conv3.bias": fp["c3"],
+        "fc.weight": wd, "fc.bias": fp["bd"],
+    }, path)
+
+
+WEIGHTS = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+           "conv3.weight", "conv3.bias", "fc.weight", "fc.bias"]
+
+
+def write_onnx(weights, path):
+    """Writes the network with `weights` (ONNX layouts, named as in WEIGHTS).
+
+    conv3x3(pad 1) -> ReLU -> MaxPool 2x2/2 is written in an equivalent form
+    that tract runs faster (its stride-2 MaxPool is a scalar loop): the four
+    pixels of each pooling window are four stride-2 convolutions of the
+    same input, one per phase (a, b) in {0,1}^2, the phase set by
+    asymmetric padding (top/left 1-a, 1-b; bottom/right a, b), then their
+    element-wise Max, then ReLU (ReLU and max commute). Same arithmetic,
+    same result (checked against the plain form by --reexport), and a
+    quarter of the convolution's output per phase.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ascontiguousarray(weights[n], np.float32), n) for n in WEIGHTS]
+
+    def pooled_conv(x, i):
+        phases = []
+        for a in (0, 1):
+            for b in (0, 1):
+                out = f"c{i}_{a}{b}"
+                nodes.append(helper.make_node(
+                    "Conv", [x, f"conv{i}.weight", f"conv{i}.bias"], [out], name=f"conv{i}_{a}{b}",
+                    kernel_shape=[3, 3], strides=[2, 2], pads=[1 - a, 1 - b, a, b]))
+                phases.append(out)
+        nodes.append(helper.make_node("Max", phases, [f"m{i}"], name=f"pool{i}"))
+        nodes.append(helper.make_node("Relu", [f"m{i}"], [f"p{i}"], name=f"relu{i}"))
+        return f"p{i}"
+
+    nodes = []
+    p2 = pooled_conv(pooled_conv("input", 1), 2)
+    nodes += [
+        helper.make_node("Conv", [p2, "conv3.weight", "conv3.bias"], ["c3"], name="conv3",
+                         kernel_shape=[3, 3], pads=[0, 0, 0, 0], strides=[1, 1]),
         helper.make_node("Relu", ["c3"], ["r3"], name="relu3"),
         helper.make_node("Flatten", ["r3"], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc"),
@@ -304,8 +329,34 @@ def export_onnx(fp, path):
     model.doc_string = ("MNIST CNN. input: float32 [1,1,28,28] in [0,1], ink high (pixel/256, white on black). "
                         "output: logits float32 [1,10], argmax = digit.")
     onnx.checker.check_model(model)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     onnx.save(model, path)
+
+
+def reexport(src, dst, sample_dir):
+    """Rewrites an exported model (weights unchanged) in write_onnx's current
+    form, and checks with onnxruntime that the logits on the committed test
+    sample are unchanged."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(src)
+    weights = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    missing = [n for n in WEIGHTS if n not in weights]
+    if missing:
+        sys.exit(f"{src}: no initializer {missing}: not a model written by this script")
+    tmp = dst + ".tmp"
+    write_onnx(weights, tmp)
+    with gzip.open(os.path.join(sample_dir, "mnist-test-sample.bin.gz")) as f:
+        X = np.frombuffer(f.read(), np.uint8).reshape(-1, 28, 28).astype(np.float32) / np.float32(256.0)
+    before, after = ort_predict(src, X), ort_predict(tmp, X)
+    diff = float(np.abs(before - after).max())
+    same = int((before.argmax(1) == after.argmax(1)).sum())
+    print(f"reexport: {len(X)} sample digits, same argmax {same}/{len(X)}, max |logit difference| {diff:.3g}")
+    if same != len(X) or diff > 1e-4:
+        os.remove(tmp)
+        sys.exit("reexport: the rewritten model computes something else; nothing written")
+    os.replace(tmp, dst)
+    print(f"wrote {dst}")
 
 
 def ort_predict(path, X):
@@ -336,7 +387,13 @@ def main():
                     help="where mnist-test-sample.{bin.gz,json} go ('' to skip)")
     ap.add_argument("--sample-count", type=int, default=2000)
     ap.add_argument("--skip-ort", action="store_true", help="skip the onnxruntime check")
+    ap.add_argument("--reexport", metavar="ONNX",
+                    help="no training: rewrite this exported model (same weights) in the current graph "
+                         "form into --out, checked on the test sample in --sample-dir")
     args = ap.parse_args()
+    if args.reexport:
+        reexport(args.reexport, args.out, args.sample_dir)
+        return
 
     t_start = time.time()
     path = args.data or fetch_data()
