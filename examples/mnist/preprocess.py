@@ -13,7 +13,8 @@ exactly like the MNIST data.
 Steps (coordinates: row/col indices, pixel centres at integers):
 
  1. load_grey: decode; apply the EXIF orientation; to grey in [0,1] with
-    grey = (0.299 R + 0.587 G + 0.114 B) / 255 computed in float. An image
+    grey = (0.299 R + 0.587 G + 0.114 B) / 255 computed in float, except
+    for colour JPEGs, decoded straight to their luma (Y / 255). An image
     with an alpha channel that is not fully opaque is composited over white
     if its mostly-opaque pixels (alpha >= 128) are dark on average (grey < 0.5),
     else over black (a drawing with a transparent background).
@@ -96,6 +97,12 @@ OUT = 28
 def load_grey(src):
     """Path or PIL image -> float64 [H,W] grey in [0,1] (step 1)."""
     im = src if isinstance(src, Image.Image) else Image.open(src)
+    if im.format == "JPEG" and im.mode == "RGB":
+        # The luma straight from the decoder (libjpeg's grey output): the
+        # grey wanted here, without upsampling and converting the chroma,
+        # most of a colour JPEG's decoding time. The Rust server does the
+        # same (src/mnist/app.rs, decode_jpeg_luma).
+        im.draft("L", None)
     im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = np.asarray(im.convert("RGBA"), np.float64) / 255.0

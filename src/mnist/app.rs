@@ -246,7 +246,12 @@ pub fn decode(bytes: &[u8]) -> Result<image::DynamicImage, UploadError> {
                 "the JPEG ends before its end-of-image marker (truncated upload?)".into(),
             ))
         }
-        Some(ImageFormat::Jpeg) | Some(ImageFormat::Png) => {}
+        Some(ImageFormat::Jpeg) => {
+            if let Some(image) = decode_jpeg_luma(bytes)? {
+                return Ok(image);
+            }
+        }
+        Some(ImageFormat::Png) => {}
         _ => return Err(UploadError::Unsupported),
     }
     let mut limits = Limits::default();
@@ -262,6 +267,46 @@ pub fn decode(bytes: &[u8]) -> Result<image::DynamicImage, UploadError> {
         image.apply_orientation(o);
     }
     Ok(image)
+}
+
+/// A colour (YCbCr) or grey JPEG decoded straight to its luma, the grey
+/// the model needs: the chroma planes are neither upsampled nor converted,
+/// which is most of a colour JPEG's decoding time. `preprocess.py` does the
+/// same (Pillow's `draft("L")`: libjpeg's luma output). `None` for the
+/// other colour spaces (CMYK, RGB-coded), which take the general path.
+fn decode_jpeg_luma(bytes: &[u8]) -> Result<Option<image::DynamicImage>, UploadError> {
+    use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| UploadError::Corrupt(e.to_string());
+    let options = DecoderOptions::default()
+        .set_strict_mode(false)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::Luma);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(corrupt)?;
+    if !matches!(
+        decoder.input_colorspace(),
+        Some(ColorSpace::YCbCr | ColorSpace::Luma)
+    ) {
+        return Ok(None);
+    }
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or_else(|| UploadError::Corrupt("no image size in the JPEG header".into()))?;
+    if width.max(height) > MAX_SIDE as usize {
+        return Err(UploadError::TooManyPixels(format!("{width}x{height} px")));
+    }
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let grey = image::GrayImage::from_raw(width as u32, height as u32, pixels)
+        .ok_or_else(|| UploadError::Corrupt("the JPEG decoded to fewer pixels than its size".into()))?;
+    let mut image = image::DynamicImage::ImageLuma8(grey);
+    if let Some(o) = decoder
+        .exif()
+        .and_then(|exif| image::metadata::Orientation::from_exif_chunk(exif))
+    {
+        image.apply_orientation(o);
+    }
+    Ok(Some(image))
 }
 
 /// Whether a JPEG has an end-of-image marker after its last scan. The
