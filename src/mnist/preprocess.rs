@@ -570,6 +570,45 @@ fn resize_rows(
         }
     }
     let mut out = Grey::pooled(out_w, out_h, 0.0);
+    let taps = mx.span.iter().map(|s| s.len()).max().unwrap_or(0);
+    match taps {
+        0..=4 => columns::<4>(&tmp, w, &mx, &mut out),
+        5..=8 => columns::<8>(&tmp, w, &mx, &mut out),
+        9..=16 => columns::<16>(&tmp, w, &mx, &mut out),
+        _ => columns_any(&tmp, w, &mx, &mut out),
+    }
+    out
+}
+
+/// The column pass of `resize_rows` with every output's taps padded with
+/// zero weights to `K`, so that the inner loop has a fixed length; the
+/// zero terms come last and add exactly nothing (every product is >= 0),
+/// so the sums are those of `columns_any`, bit for bit.
+fn columns<const K: usize>(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
+    let out_w = out.width;
+    let mut wx = vec![0f32; out_w * K];
+    for (j, row) in wx.chunks_exact_mut(K).enumerate() {
+        for (o, &v) in row.iter_mut().zip(&mx.weights[mx.span[j].clone()]) {
+            *o = v as f32;
+        }
+    }
+    let mut padded = Buf::new(w + K, 0f32);
+    for (row, orow) in tmp.chunks_exact(w).zip(out.data.chunks_exact_mut(out_w)) {
+        padded[..w].copy_from_slice(row);
+        for ((o, wts), &first) in orow.iter_mut().zip(wx.chunks_exact(K)).zip(&mx.first) {
+            let src: &[f32; K] = padded[first..first + K].try_into().expect("K values");
+            let mut acc = 0f32;
+            for k in 0..K {
+                acc += wts[k] * src[k];
+            }
+            *o = acc;
+        }
+    }
+}
+
+/// The column pass of `resize_rows`, any number of taps.
+fn columns_any(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
+    let out_w = out.width;
     let wx: Vec<f32> = mx.weights.iter().map(|&v| v as f32).collect();
     for (row, orow) in tmp.chunks_exact(w).zip(out.data.chunks_exact_mut(out_w)) {
         for (j, o) in orow.iter_mut().enumerate() {
@@ -582,7 +621,6 @@ fn resize_rows(
                 .sum();
         }
     }
-    out
 }
 
 /// Step 3: mean over the (2r+1)^2 window, counting only the pixels inside
@@ -870,10 +908,9 @@ pub fn pad_odd(a: &Grey, p: usize) -> Grey {
     out
 }
 
-/// Step 5: Otsu threshold of `values` in [0, vmax] over `bins` bins (numpy's
-/// histogram binning: bin i is [edge i, edge i+1), the last one closed);
-/// returns the upper edge of the best lower class (the first maximum).
-pub fn otsu(values: &[f32], bins: usize, vmax: f64) -> f64 {
+/// Step 5's histogram (numpy's binning: bin i is [edge i, edge i+1), the
+/// last one closed).
+fn otsu_histogram(values: &[f32], bins: usize, vmax: f64) -> Vec<u32> {
     // numpy: bin i holds edge[i] <= v < edge[i+1] (the last bin also v ==
     // vmax), with edge[i] = i * (vmax / bins) and edge[bins] = vmax; the
     // estimate v * bins / vmax is corrected against those edges.
@@ -890,25 +927,38 @@ pub fn otsu(values: &[f32], bins: usize, vmax: f64) -> f64 {
         if !(v >= 0.0 && v <= vmax) {
             continue;
         }
-        let mut i = ((v * scale) as usize).min(bins - 1);
-        while v < edges[i] {
-            i -= 1;
-        }
-        while i + 1 < bins && v >= edges[i + 1] {
-            i += 1;
+        let x = v * scale;
+        let mut i = x as usize;
+        // Far (1e-9 of a bin) from an edge, the estimate is the bin: the
+        // rounding of x and of the edges is some 1e-14 of a bin. Near one,
+        // check against numpy's edges.
+        let frac = x - i as f64;
+        if !(1e-9..1.0 - 1e-9).contains(&frac) || i >= bins {
+            i = i.min(bins - 1);
+            while v < edges[i] {
+                i -= 1;
+            }
+            while i + 1 < bins && v >= edges[i + 1] {
+                i += 1;
+            }
         }
         counts[(n & 3) * bins + i] += 1;
     }
-    let hist: Vec<f64> = (0..bins)
-        .map(|i| {
-            (counts[i] + counts[bins + i] + counts[2 * bins + i] + counts[3 * bins + i]) as f64
-        })
-        .collect();
+    (0..bins)
+        .map(|i| counts[i] + counts[bins + i] + counts[2 * bins + i] + counts[3 * bins + i])
+        .collect()
+}
+
+/// Step 5: Otsu threshold of `values` in [0, vmax] over `bins` bins (numpy's
+/// histogram binning: bin i is [edge i, edge i+1), the last one closed);
+/// returns the upper edge of the best lower class (the first maximum).
+pub fn otsu(values: &[f32], bins: usize, vmax: f64) -> f64 {
+    let hist = otsu_histogram(values, bins, vmax);
     let (mut w0, mut m0) = (vec![0f64; bins], vec![0f64; bins]);
     let (mut cw, mut cm) = (0.0, 0.0);
     for i in 0..bins {
-        cw += hist[i];
-        cm += hist[i] * ((i as f64 + 0.5) * vmax / bins as f64);
+        cw += hist[i] as f64;
+        cm += hist[i] as f64 * ((i as f64 + 0.5) * vmax / bins as f64);
         w0[i] = cw;
         m0[i] = cm;
     }
@@ -1594,6 +1644,65 @@ mod tests {
         for (q, want) in [(0.0, 1.0), (25.0, 2.0), (90.0, 7.6), (100.0, 10.0)] {
             let got = percentile(&mut [10.0, 2.0, 4.0, 1.0, 3.0], q);
             assert!((got - want).abs() < 1e-12, "q {q}: {got}");
+        }
+    }
+
+    /// numpy's binning done the slow way: every value against the edges.
+    fn otsu_by_edges(values: &[f32], bins: usize, vmax: f64) -> Vec<u32> {
+        let step = vmax / bins as f64;
+        let edges: Vec<f64> = (0..=bins)
+            .map(|i| if i == bins { vmax } else { i as f64 * step })
+            .collect();
+        let mut hist = vec![0u32; bins];
+        for &v in values {
+            let v = v as f64;
+            if (0.0..=vmax).contains(&v) {
+                let i = (0..bins)
+                    .find(|&i| v >= edges[i] && (v < edges[i + 1] || i == bins - 1))
+                    .unwrap();
+                hist[i] += 1;
+            }
+        }
+        hist
+    }
+
+    #[test]
+    fn otsu_bins_exactly_like_numpy_even_on_the_edges() {
+        let vmax = 0.7f32 as f64;
+        let mut rng = Rng(99);
+        let mut values: Vec<f32> = (0..20_000).map(|_| rng.next() * 0.75).collect();
+        // Values on and next to every edge.
+        for i in 0..=256 {
+            let e = (i as f64 * vmax / 256.0) as f32;
+            values.extend([e, f32::from_bits(e.to_bits() + 1), f32::from_bits(e.to_bits().max(1) - 1)]);
+        }
+        values.push(vmax as f32);
+        assert_eq!(
+            otsu_histogram(&values, 256, vmax),
+            otsu_by_edges(&values, 256, vmax),
+            "bins differ from numpy's"
+        );
+    }
+
+    #[test]
+    fn resize_columns_fixed_taps_equal_any_taps_bit_for_bit() {
+        for (h, w, ow) in [(212, 279, 168), (60, 400, 128), (300, 3000, 384), (40, 50, 160)] {
+            let a = random(w, h, (h * w) as u32);
+            let fx = w as f64 / ow as f64;
+            let cx: Vec<f64> = (0..ow).map(|k| (k as f64 + 0.5) * fx - 0.5).collect();
+            let mx = resample_matrix(w, &cx, fx, true);
+            let mut fast = Grey::filled(ow, h, 0.0);
+            let mut slow = Grey::filled(ow, h, 0.0);
+            let taps = mx.span.iter().map(|s| s.len()).max().unwrap();
+            match taps {
+                0..=4 => columns::<4>(&a.data, w, &mx, &mut fast),
+                5..=8 => columns::<8>(&a.data, w, &mx, &mut fast),
+                9..=16 => columns::<16>(&a.data, w, &mx, &mut fast),
+                _ => columns_any(&a.data, w, &mx, &mut fast),
+            }
+            columns_any(&a.data, w, &mx, &mut slow);
+            let same = fast.data.iter().zip(&slow.data).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "{w} -> {ow} ({taps} taps)");
         }
     }
 
