@@ -18,13 +18,14 @@
 # Both nginx instances run as the current user from a config in bench/out
 # (-p prefix, daemon off, access_log off, keepalive_requests raised so no
 # connection is closed during a run), with worker_processes = the CPUs they
-# may use. On a 2-core machine wrk, the upstream and the proxy share the
+# may use, and modelarts-init with as many serving threads
+# (--proxy-threads; BENCH_MI_THREADS overrides). On a 2-core machine wrk, the upstream and the proxy share the
 # CPUs, so every target runs in two layouts (BENCH_LAYOUTS):
 #   shared  no pinning: everything on all CPUs (the headline figures)
 #   pinned  wrk on CPU 0, upstream + proxy on the other CPUs (taskset);
 #           there the proxy and the upstream compete for one core and wrk
-#           cannot steal from them. tokio and nginx both size themselves to
-#           the CPUs they are allowed, so each gets 1 worker on 2 cores.
+#           cannot steal from them; nginx and modelarts-init each get 1
+#           worker there.
 # For each run the CPU time that wrk, the proxy and the upstream used is
 # read (bash `time`, /proc/PID/stat of every server process) and printed as
 # % of one core and as µs of proxy CPU per request: that is the cost that
@@ -223,7 +224,7 @@ start_servers() { # layout srv_cpus
     wait_http "http://127.0.0.1:$PORT_C/1k" xxxx 10 || { cat "$d/error.log" >&2; die "nginx proxy did not start"; }
 
     taskset -c "$cpus" "$BIN" --listen "127.0.0.1:$PORT_B" --upstream "127.0.0.1:$PORT_A" \
-        --drain-delay 0s --stop-timeout 2s -- sleep 1000 >"$OUT/$layout/modelarts-init.log" 2>&1 &
+        --proxy-threads "${BENCH_MI_THREADS:-$workers}" --drain-delay 0s --stop-timeout 2s -- sleep 1000 >"$OUT/$layout/modelarts-init.log" 2>&1 &
     PIDS_MI=($!)
     wait_http "http://127.0.0.1:$PORT_B/health" '"health": *"true"' 30 ||
         { cat "$OUT/$layout/modelarts-init.log" >&2; die "modelarts-init did not become healthy"; }

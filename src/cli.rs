@@ -203,6 +203,18 @@ pub struct ProxyArgs {
     /// health timings the patience after which a slow start is logged.
     #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_CONFIG")]
     pub config: Option<std::path::PathBuf>,
+
+    /// Threads that serve client connections, each with its own share of
+    /// them (SO_REUSEPORT) and its own upstream pool, like nginx's worker
+    /// processes. Default 1: the server behind the proxy is what needs the
+    /// other cores; raise it only for a fast upstream on a spare core.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        env = "MODELARTS_INIT_PROXY_THREADS"
+    )]
+    pub proxy_threads: usize,
 }
 
 /// The child's process settings and the shutdown timeline (rule R8).

@@ -67,6 +67,8 @@ pub struct ProxyConfig {
     pub upstream: SocketAddr,
     pub probe: Probe,
     pub idle_timeout: Duration,
+    /// Threads serving client connections (`--proxy-threads`), at least 1.
+    pub threads: usize,
 }
 
 /// Everything mnist mode needs.
@@ -127,6 +129,9 @@ impl ProxyConfig {
         if let Some(p) = &proxy.upstream_health {
             check_path("--upstream-health", p)?;
         }
+        if proxy.proxy_threads == 0 {
+            return Err(Error::Config("--proxy-threads must be at least 1".into()));
+        }
         Ok(ProxyConfig {
             front,
             upstream: proxy.upstream,
@@ -138,6 +143,7 @@ impl ProxyConfig {
                 patience: health.map(|h| Duration::from_secs(h.patience_seconds())),
             },
             idle_timeout: proxy.upstream_idle_timeout,
+            threads: proxy.proxy_threads,
         })
     }
 }

@@ -119,25 +119,27 @@ async fn wrap(config: WrapConfig) -> Result<u8, Error> {
     // 503 from the first moment.
     let front = match &config.proxy {
         Some(p) => {
-            let listener = server::bind(p.front.listen)?;
-            let front = Arc::new(Front::new(
-                p.front.clone(),
-                lifecycle.clone(),
-                Proxy::new(p.upstream, p.idle_timeout, p.front.max_body),
-            ));
-            tracing::info!(listen = %p.front.listen, upstream = %p.upstream, health_path = %p.front.health_path, "listening");
-            Some((listener, front, p.probe.clone()))
+            let (listener, extra) = server::bind_shared(p.front.listen, p.threads)?;
+            let proxy = || Proxy::new(p.upstream, p.idle_timeout, p.front.max_body);
+            let front = Arc::new(Front::new(p.front.clone(), lifecycle.clone(), proxy()));
+            // More serving threads: each its own listener, front and pool.
+            let extra: Vec<_> = extra
+                .into_iter()
+                .map(|l| (l, Arc::new(front.sibling(proxy()))))
+                .collect();
+            tracing::info!(listen = %p.front.listen, upstream = %p.upstream, health_path = %p.front.health_path, threads = p.threads, "listening");
+            Some((listener, front, extra, p.probe.clone()))
         }
         None => None,
     };
     let child = Child::spawn(&config.child, config.signal_group)?;
     let served = match front {
-        Some((listener, front, probe)) => {
+        Some((listener, front, extra, probe)) => {
             if let Some(page) = &front.status {
                 page.set_child(child.pid);
             }
             tokio::spawn(probe.run(lifecycle.clone()));
-            start_front(listener, front)
+            start_fronts(listener, front, extra)?
         }
         None => {
             // Without a front there is no readiness to probe: a running
@@ -173,6 +175,45 @@ pub fn start_front<A: http::App>(
         .map(|_| ())
         .boxed()
         .shared()
+}
+
+/// `start_front`, plus one thread per `extra` listener serving its front
+/// on a single-threaded runtime of its own (nginx's worker model: no work
+/// moves between threads). Resolves once every thread's front has stopped.
+pub fn start_fronts<A: http::App>(
+    listener: tokio::net::TcpListener,
+    front: Arc<Front<A>>,
+    extra: Vec<(std::net::TcpListener, Arc<Front<A>>)>,
+) -> Result<Shared<BoxFuture<'static, ()>>, Error> {
+    let mut done = vec![start_front(listener, front).boxed()];
+    for (n, (listener, front)) in extra.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let os = |source| Error::Os {
+            what: "cannot start a proxy thread",
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(os)?;
+        std::thread::Builder::new()
+            .name(format!("proxy-{}", n + 1))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => server::serve(listener, front).await,
+                        Err(e) => tracing::error!(error = %e, "proxy thread cannot listen"),
+                    }
+                });
+                let _ = tx.send(());
+            })
+            .map_err(os)?;
+        done.push(rx.map(|_| ()).boxed());
+    }
+    Ok(futures_util::future::join_all(done)
+        .map(|_| ())
+        .boxed()
+        .shared())
 }
 
 /// The binary that serves mnist mode.

@@ -340,8 +340,13 @@ impl<T: Write + Unpin> Write for Io<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         if this.rewrite.is_none() {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
-            this.before_write(first, || bufs.iter().flat_map(|b| b.iter().copied()).collect());
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            this.before_write(first, || {
+                bufs.iter().flat_map(|b| b.iter().copied()).collect()
+            });
         }
         if this.rewrite.is_some() {
             return this.poll_rewrite(cx);
@@ -357,10 +362,7 @@ impl<T: Write + Unpin> Write for Io<T> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -428,7 +430,10 @@ mod tests {
         let (head, body) = ours.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
         assert!(head.contains("content-type: application/json"), "{head}");
-        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"], "bad_request");
         let too_big = hyper.replace("400 Bad Request", "431 Request Header Fields Too Large");

@@ -79,8 +79,9 @@ pub struct Counters {
 pub struct Front<A> {
     pub config: FrontConfig,
     pub lifecycle: Lifecycle,
-    pub counters: Counters,
-    pub status: Option<status::StatusPage>,
+    /// Shared with the other threads' fronts (`sibling`).
+    pub counters: Arc<Counters>,
+    pub status: Option<Arc<status::StatusPage>>,
     pub app: A,
 }
 
@@ -90,12 +91,24 @@ impl<A: App> Front<A> {
         let status = config
             .status_path
             .is_some()
-            .then(status::StatusPage::default);
+            .then(|| Arc::new(status::StatusPage::default()));
         Front {
             config,
             lifecycle,
-            counters: Counters::default(),
+            counters: Arc::default(),
             status,
+            app,
+        }
+    }
+
+    /// A front for another thread: the same settings, lifecycle, counters
+    /// and status page, its own `app`.
+    pub fn sibling(&self, app: A) -> Front<A> {
+        Front {
+            config: self.config.clone(),
+            lifecycle: self.lifecycle.clone(),
+            counters: self.counters.clone(),
+            status: self.status.clone(),
             app,
         }
     }

@@ -33,6 +33,38 @@ use crate::lifecycle::State;
 /// Binds the listener. Done before the child is spawned, so that the port
 /// answers (with 503 from `/health`) from the first moment.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    bind_socket(addr, false)
+}
+
+/// `n` listeners on the same address, one per serving thread: with
+/// SO_REUSEPORT the kernel spreads new connections over them. The extra
+/// ones come back as std listeners, for the threads' own runtimes.
+pub fn bind_shared(
+    addr: SocketAddr,
+    n: usize,
+) -> Result<(TcpListener, Vec<std::net::TcpListener>), Error> {
+    if n <= 1 {
+        return Ok((bind(addr)?, Vec::new()));
+    }
+    let first = bind_socket(addr, true)?;
+    let bound = first.local_addr().map_err(|source| Error::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let extra = (1..n)
+        .map(|_| {
+            bind_socket(bound, true)?
+                .into_std()
+                .map_err(|source| Error::Bind {
+                    addr: bound.to_string(),
+                    source,
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((first, extra))
+}
+
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, Error> {
     let bind_err = |source| Error::Bind {
         addr: addr.to_string(),
         source,
@@ -44,6 +76,9 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
     }
     .map_err(bind_err)?;
     socket.set_reuseaddr(true).map_err(bind_err)?;
+    if reuse_port {
+        socket.set_reuseport(true).map_err(bind_err)?;
+    }
     socket.bind(addr).map_err(bind_err)?;
     socket.listen(1024).map_err(bind_err)
 }

@@ -275,7 +275,9 @@ pub fn decode(bytes: &[u8]) -> Result<image::DynamicImage, UploadError> {
 /// same (Pillow's `draft("L")`: libjpeg's luma output). `None` for the
 /// other colour spaces (CMYK, RGB-coded), which take the general path.
 fn decode_jpeg_luma(bytes: &[u8]) -> Result<Option<image::DynamicImage>, UploadError> {
-    use zune_jpeg::zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    use zune_jpeg::zune_core::{
+        bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions,
+    };
     let corrupt = |e: zune_jpeg::errors::DecodeErrors| UploadError::Corrupt(e.to_string());
     let options = DecoderOptions::default()
         .set_strict_mode(false)
@@ -297,8 +299,10 @@ fn decode_jpeg_luma(bytes: &[u8]) -> Result<Option<image::DynamicImage>, UploadE
         return Err(UploadError::TooManyPixels(format!("{width}x{height} px")));
     }
     let pixels = decoder.decode().map_err(corrupt)?;
-    let grey = image::GrayImage::from_raw(width as u32, height as u32, pixels)
-        .ok_or_else(|| UploadError::Corrupt("the JPEG decoded to fewer pixels than its size".into()))?;
+    let grey =
+        image::GrayImage::from_raw(width as u32, height as u32, pixels).ok_or_else(|| {
+            UploadError::Corrupt("the JPEG decoded to fewer pixels than its size".into())
+        })?;
     let mut image = image::DynamicImage::ImageLuma8(grey);
     if let Some(o) = decoder
         .exif()

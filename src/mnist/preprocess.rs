@@ -1674,7 +1674,11 @@ mod tests {
         // Values on and next to every edge.
         for i in 0..=256 {
             let e = (i as f64 * vmax / 256.0) as f32;
-            values.extend([e, f32::from_bits(e.to_bits() + 1), f32::from_bits(e.to_bits().max(1) - 1)]);
+            values.extend([
+                e,
+                f32::from_bits(e.to_bits() + 1),
+                f32::from_bits(e.to_bits().max(1) - 1),
+            ]);
         }
         values.push(vmax as f32);
         assert_eq!(
@@ -1686,7 +1690,12 @@ mod tests {
 
     #[test]
     fn resize_columns_fixed_taps_equal_any_taps_bit_for_bit() {
-        for (h, w, ow) in [(212, 279, 168), (60, 400, 128), (300, 3000, 384), (40, 50, 160)] {
+        for (h, w, ow) in [
+            (212, 279, 168),
+            (60, 400, 128),
+            (300, 3000, 384),
+            (40, 50, 160),
+        ] {
             let a = random(w, h, (h * w) as u32);
             let fx = w as f64 / ow as f64;
             let cx: Vec<f64> = (0..ow).map(|k| (k as f64 + 0.5) * fx - 0.5).collect();
@@ -1701,7 +1710,11 @@ mod tests {
                 _ => columns_any(&a.data, w, &mx, &mut fast),
             }
             columns_any(&a.data, w, &mx, &mut slow);
-            let same = fast.data.iter().zip(&slow.data).all(|(x, y)| x.to_bits() == y.to_bits());
+            let same = fast
+                .data
+                .iter()
+                .zip(&slow.data)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same, "{w} -> {ow} ({taps} taps)");
         }
     }

@@ -1696,16 +1696,25 @@ fn garbage_request_line_gives_400() {
     let cases: [(&[u8], u16, &str); 4] = [
         (b"\x01\x02\x03 / HTTP/1.1\r\n\r\n", 400, "bad_request"),
         (b"GARBAGE\r\n\r\n", 400, "bad_request"),
-        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400, "bad_request"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            400,
+            "bad_request",
+        ),
         (long_target.as_bytes(), 414, "uri_too_long"),
     ];
-    for (after_a_request, (garbage, status, code)) in
-        [false, true].into_iter().flat_map(|a| cases.iter().map(move |c| (a, c)))
+    for (after_a_request, (garbage, status, code)) in [false, true]
+        .into_iter()
+        .flat_map(|a| cases.iter().map(move |c| (a, c)))
     {
         let what = format!(
             "{:?}{}",
             String::from_utf8_lossy(&garbage[..garbage.len().min(40)]),
-            if after_a_request { " after a request" } else { "" }
+            if after_a_request {
+                " after a request"
+            } else {
+                ""
+            }
         );
         let mut c = Conn::open(f.listen).unwrap();
         if after_a_request {
@@ -1718,7 +1727,10 @@ fn garbage_request_line_gives_400() {
         r.assert_json_error(*status, code);
         assert_eq!(r.header("connection"), Some("close"), "{what}: {r:?}");
         let mut rest = Vec::new();
-        assert!(c.wait_closed(secs(5), &mut rest).is_some(), "{what}: not closed");
+        assert!(
+            c.wait_closed(secs(5), &mut rest).is_some(),
+            "{what}: not closed"
+        );
         assert!(rest.is_empty(), "{what}: more after the answer: {rest:?}");
     }
     // The front is unharmed.
@@ -1934,6 +1946,78 @@ fn health_verb_exit_codes() {
     // A path that answers non-200 (gunicorn's 404): 1 as well.
     let (r, code) = health_verb(&["--url", &f.url("/nowhere")]);
     assert_eq!(code, 1, "{}", r.dump());
+}
+
+/// Voluntary context switches of the thread of `pid` named `name`.
+fn thread_switches(pid: i32, name: &str) -> Option<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            if comm.trim() != name {
+                return None;
+            }
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+}
+
+/// `--proxy-threads 2`: a second serving thread with its own listener on
+/// the same port (SO_REUSEPORT) takes part of the connections; every
+/// request is answered, the status page counts both threads' requests, and
+/// SIGTERM drains both: /health 503 at once, the child stopped after the
+/// delay, exit with its status.
+#[test]
+fn proxy_threads_share_the_port_and_the_drain() {
+    let mut f = start_gunicorn(
+        "threads",
+        &[
+            "--proxy-threads",
+            "2",
+            "--status-path",
+            "/_status",
+            "--drain-delay",
+            "2s",
+            "--stop-timeout",
+            "2s",
+        ],
+        &[],
+    );
+    let pid = f.run.pid();
+    let served = |f: &Front| {
+        f.get("/_status").unwrap().json()["requests_served"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = served(&f);
+    let switches = thread_switches(pid, "proxy-1")
+        .unwrap_or_else(|| panic!("no thread proxy-1 in {pid}\n{}", f.run.dump()));
+    // A fresh connection each: the kernel spreads them over both listeners.
+    for _ in 0..60 {
+        let r = f.get("/").unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let after = served(&f);
+    assert!(after >= before + 60, "served {before} -> {after}");
+    let woke = thread_switches(pid, "proxy-1").unwrap() - switches;
+    assert!(
+        woke >= 5,
+        "proxy-1 woke {woke} times for 60 connections: not serving"
+    );
+
+    let (_, failed_after) = f.sigterm_until_draining();
+    assert!(failed_after < secs(2), "{failed_after:?}");
+    // Traffic is still served during the delay, on both threads.
+    for _ in 0..10 {
+        assert_eq!(f.get("/").unwrap().status, 200);
+    }
+    f.wait_child_stop_signal();
+    let code = f.run.expect_code(secs(20));
+    assert_eq!(code, 0, "gunicorn's status after SIGTERM\n{}", f.run.dump());
 }
 
 // ===========================================================================

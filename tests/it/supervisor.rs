@@ -736,6 +736,7 @@ fn bad_flags_exit_2_with_one_line_message() {
             "unknown group",
             vec!["--no-proxy", "--user", "0:no_such_group_modelarts_it"],
         ),
+        ("no proxy threads", vec!["--proxy-threads", "0"]),
     ];
     for (what, flags) in cases {
         let mut r = Init::new().args(&flags).command(child).run(secs(10));
