@@ -1477,6 +1477,57 @@ fn websocket_echo_passes_through() {
     assert_health_true(&f.get("/health").unwrap());
 }
 
+/// Child for the response hop-by-hop test: an HTTP/1.1 server on $PORT
+/// whose every answer carries hop-by-hop headers, one of them named only
+/// by its `Connection` header.
+const HOP_BY_HOP_SERVER: &str = r#"
+import os, socket, threading
+RESP = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Secret\r\n"
+        b"X-Secret: s\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n"
+        b"Trailer: X-T\r\nX-Kept: k\r\n\r\nok")
+def serve(c):
+    buf = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        buf += d
+        while b"\r\n\r\n" in buf:
+            _, buf = buf.split(b"\r\n\r\n", 1)
+            c.sendall(RESP)
+    c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(os.environ["PORT"])))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Hop-by-hop headers of the upstream's response describe its connection to
+/// us, not ours to the client: dropped, with whatever its `Connection`
+/// header names; the others pass.
+#[test]
+fn response_hop_by_hop_headers_are_dropped() {
+    let mut f = spawn_child("hop-resp", &[], &["python3", "-c", HOP_BY_HOP_SERVER]);
+    f.wait_ready("/health");
+    let mut c = Conn::open(f.listen).unwrap();
+    for _ in 0..2 {
+        let r = c.get("/").unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body, b"ok");
+        for h in ["x-secret", "keep-alive", "proxy-connection", "trailer"] {
+            assert!(r.header(h).is_none(), "{h} passed through: {r:?}");
+        }
+        assert!(
+            r.header("connection").is_none_or(|v| !v.to_ascii_lowercase().contains("x-secret")),
+            "{r:?}"
+        );
+        assert_eq!(r.header("x-kept"), Some("k"), "{r:?}");
+    }
+}
+
 // ===========================================================================
 // Error answers
 // ===========================================================================
