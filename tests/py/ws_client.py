@@ -1,22 +1,25 @@
 """A WebSocket client for the proxy tests (tests/it/front.rs).
 
-Usage: ws_client.py URL
+Usage: ws_client.py URL [GO_FILE]
 
 Sends text and binary messages (one of 1 MiB) to the echo server behind the
 proxy, checks each echo, then asks for the handshake headers the server saw.
 Prints "HEADERS <json>" and "WS-OK <n>" and exits 0, or exits 1 with the
-reason.
+reason. With GO_FILE: after the first echo prints "CONNECTED" and waits (60 s
+at most) until GO_FILE exists before sending the rest, so that a test can
+act (e.g. start a drain) while the connection is open.
 """
 
 import asyncio
 import json
+import os
 import random
 import sys
 
 from websockets.asyncio.client import connect
 
 
-async def main(url):
+async def main(url, go_file=None):
     rng = random.Random(7)
     messages = [
         "hello",
@@ -32,6 +35,12 @@ async def main(url):
             if got != message:
                 print(f"message {i}: echo differs ({len(got)} vs {len(message)})")
                 return 1
+            if i == 0 and go_file:
+                print("CONNECTED", flush=True)
+                for _ in range(600):
+                    if os.path.exists(go_file):
+                        break
+                    await asyncio.sleep(0.1)
         await ws.send("__headers__")
         headers = json.loads(await asyncio.wait_for(ws.recv(), 20))
     print("HEADERS " + json.dumps(headers), flush=True)
@@ -40,4 +49,4 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1])))
+    sys.exit(asyncio.run(main(*sys.argv[1:3])))
