@@ -97,6 +97,8 @@ pub enum UploadError {
     Corrupt(String),
     #[error("no digit found in the image")]
     NoDigit,
+    #[error("internal error while classifying the image (logged); please report it")]
+    Internal,
 }
 
 impl UploadError {
@@ -111,6 +113,7 @@ impl UploadError {
             UploadError::TooManyPixels(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_pixels"),
             UploadError::Corrupt(_) => (StatusCode::BAD_REQUEST, "corrupt_image"),
             UploadError::NoDigit => (StatusCode::UNPROCESSABLE_ENTITY, "no_digit"),
+            UploadError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         error(status, code, &self.to_string())
     }

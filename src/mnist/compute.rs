@@ -11,6 +11,7 @@
 //! Must not: run on, or block, the async reactor threads; a job whose
 //! client has gone away is skipped, not computed.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -51,10 +52,18 @@ impl Compute {
                         if job.answer.is_closed() {
                             continue;
                         }
-                        let digit = decode_and_preprocess(&job.image).and_then(|x| {
-                            model
-                                .predict(&x)
-                                .map_err(|e| UploadError::Corrupt(e.to_string()))
+                        // A panic in a decoder or in tract fails this
+                        // upload (500), not the thread.
+                        let digit = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            decode_and_preprocess(&job.image).and_then(|x| {
+                                model
+                                    .predict(&x)
+                                    .map_err(|e| UploadError::Corrupt(e.to_string()))
+                            })
+                        }))
+                        .unwrap_or_else(|_| {
+                            tracing::error!("panic while classifying an upload; answered 500");
+                            Err(UploadError::Internal)
                         });
                         let _ = job.answer.send(digit);
                     }
