@@ -90,7 +90,9 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
     // No hyper timer: without one hyper arms no header-read timer of its
     // own per request; the connection's clock does that job.
     builder.keep_alive(true).max_buf_size(4 * MAX_HEADER_BYTES);
-    let stop = tokio::sync::watch::Sender::new(false);
+    // Each connection's task holds a receiver: `closed()` below waits for
+    // the last one to end.
+    let open = tokio::sync::watch::Sender::new(());
     let slots = Arc::new(Semaphore::new(front.config.max_connections));
     let mut state = front.lifecycle.subscribe();
 
@@ -131,10 +133,12 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
             .serve_connection(Io::new(TokioIo::new(stream), clock.clone()), service)
             .with_upgrades();
         // hyper-util's GracefulShutdown does not take upgradeable
-        // connections, so each connection watches the stop itself; the
-        // receiver it holds is what `closed()` below waits for.
-        let stop_rx = stop.subscribe();
+        // connections, so each connection follows the lifecycle itself.
+        let open_guard = open.subscribe();
         let mut lifecycle = front.lifecycle.subscribe();
+        // Seen first thing, in case the stop came between the accept and
+        // this subscription.
+        lifecycle.mark_changed();
         // The connection's task, to its end: polls hyper's connection,
         // fires the clock's timer, and follows the lifecycle (at Stopping,
         // no more requests on it: hyper closes it once idle; at Exited, the
@@ -168,17 +172,16 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
                     }
                 }
             }
-            drop(stop_rx);
+            drop(open_guard);
             drop(slot);
         });
     }
     drop(listener);
     tracing::info!(
-        connections = stop.receiver_count(),
+        connections = open.receiver_count(),
         "stopped accepting; finishing open connections"
     );
-    let _ = stop.send(true);
-    stop.closed().await;
+    open.closed().await;
     tracing::info!("all client connections closed");
 }
 

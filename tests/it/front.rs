@@ -1521,7 +1521,8 @@ fn response_hop_by_hop_headers_are_dropped() {
             assert!(r.header(h).is_none(), "{h} passed through: {r:?}");
         }
         assert!(
-            r.header("connection").is_none_or(|v| !v.to_ascii_lowercase().contains("x-secret")),
+            r.header("connection")
+                .is_none_or(|v| !v.to_ascii_lowercase().contains("x-secret")),
             "{r:?}"
         );
         assert_eq!(r.header("x-kept"), Some("k"), "{r:?}");
@@ -1558,7 +1559,13 @@ fn websocket_keeps_working_during_the_drain() {
     std::fs::write(&go, "").unwrap();
     let code = client.expect_code(secs(30));
     client.stdout.wait_eof(secs(5));
-    assert_eq!(code, 0, "ws client failed during the drain\n{}\nfront:\n{}", client.dump(), f.run.dump());
+    assert_eq!(
+        code,
+        0,
+        "ws client failed during the drain\n{}\nfront:\n{}",
+        client.dump(),
+        f.run.dump()
+    );
     assert!(client.stdout.contains("WS-OK 5"), "{}", client.dump());
     assert!(
         term_at.elapsed() < secs(3),
@@ -1567,7 +1574,10 @@ fn websocket_keeps_working_during_the_drain() {
     );
     f.run.expect_exit(secs(20));
     let after = term_at.elapsed();
-    assert!(after < secs(12), "exit {after:?} after SIGTERM (3 s delay + 2 s timeout)");
+    assert!(
+        after < secs(12),
+        "exit {after:?} after SIGTERM (3 s delay + 2 s timeout)"
+    );
 }
 
 // ===========================================================================
