@@ -82,11 +82,12 @@ impl Compute {
     }
 }
 
-/// Gives this thread a lower CPU priority (nice +10, Linux: per thread)
-/// than the async workers, so that reading an upload or writing an answer
-/// (a few µs of work each) preempts a computation instead of waiting for
-/// the end of its time slice: without this, the answers of finished jobs
-/// waited behind running ones and p99 grew by half.
+/// Gives this thread the lowest CPU priority (nice +19, Linux: per
+/// thread), below the async workers, so that reading an upload or writing
+/// an answer (a few µs of work each) preempts a computation instead of
+/// waiting for the end of its time slice: without this, the answers of
+/// finished jobs waited behind running ones and p99 grew by a third
+/// (bench/README.md; +10 measured the same as +19).
 fn lower_priority() {
     // SAFETY: plain syscalls on the calling thread's id.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
