@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod fronts;
 pub mod health;
 pub mod proxy;
 pub mod server;

@@ -1,0 +1,73 @@
+//! Starting fronts: the accept loop on this runtime, and more serving
+//! threads, each on a single-threaded runtime of its own.
+//!
+//! Owns: the threads and the future that says when every front has
+//! stopped. Must not: answer requests (`Front`) or accept (`server`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
+use super::{server, status, App, Front};
+use crate::error::Error;
+
+/// How long, after the timeline ends, open connections get to send the
+/// answers they still owe (503s) before the process exits.
+pub const FRONT_GRACE: Duration = Duration::from_millis(500);
+
+/// Starts serving `front` (and, with a status page, logging its figures at
+/// each lifecycle change). The returned future resolves once the front has
+/// stopped and every connection is closed; it can be awaited more than once.
+pub fn start_front<A: App>(
+    listener: tokio::net::TcpListener,
+    front: Arc<Front<A>>,
+) -> Shared<BoxFuture<'static, ()>> {
+    server::raise_nofile_limit();
+    if front.status.is_some() {
+        tokio::spawn(status::log_changes(front.clone()));
+    }
+    tokio::spawn(server::serve(listener, front))
+        .map(|_| ())
+        .boxed()
+        .shared()
+}
+
+/// `start_front`, plus one thread per `extra` listener serving its front
+/// on a single-threaded runtime of its own (nginx's worker model: no work
+/// moves between threads). Resolves once every thread's front has stopped.
+pub fn start_fronts<A: App>(
+    listener: tokio::net::TcpListener,
+    front: Arc<Front<A>>,
+    extra: Vec<(std::net::TcpListener, Arc<Front<A>>)>,
+) -> Result<Shared<BoxFuture<'static, ()>>, Error> {
+    let mut done = vec![start_front(listener, front).boxed()];
+    for (n, (listener, front)) in extra.into_iter().enumerate() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let os = |source| Error::Os {
+            what: "cannot start a proxy thread",
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(os)?;
+        std::thread::Builder::new()
+            .name(format!("proxy-{}", n + 1))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => server::serve(listener, front).await,
+                        Err(e) => tracing::error!(error = %e, "proxy thread cannot listen"),
+                    }
+                });
+                let _ = tx.send(());
+            })
+            .map_err(os)?;
+        done.push(rx.map(|_| ()).boxed());
+    }
+    Ok(futures_util::future::join_all(done)
+        .map(|_| ())
+        .boxed()
+        .shared())
+}

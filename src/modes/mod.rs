@@ -1,0 +1,56 @@
+//! Running each mode of the command line to its end: the wiring.
+//!
+//! Owns: turning a validated [`Mode`] into running parts (the async
+//! runtime, the front, the child, the timeline) and an exit code.
+//! Submodules: `wrap` (wrap mode and pure init), `verbs` (`health`,
+//! `check-config`, and `mnist`, which execs the second binary). Must not:
+//! decide policy; the timeline, the front and the supervisor do.
+
+mod verbs;
+mod wrap;
+
+use std::time::Duration;
+
+use crate::config::Mode;
+use crate::error::Error;
+
+pub use verbs::{exec_mnist, MNIST_BINARY};
+
+/// Runs `mode` to the end and returns the process exit code.
+pub fn run(mode: Mode) -> Result<u8, Error> {
+    match mode {
+        // One thread in both wrap modes. Pure init only waits for signals
+        // and timers. The proxy only moves bytes between sockets: one
+        // thread costs less CPU per request than a work-stealing pool
+        // (bench/README.md), and the server it fronts is on the other cores.
+        Mode::Wrap(c) => block_on(false, wrap::run(c)),
+        // The model lives in its own binary, so that the init, which runs
+        // in every container, does not carry tract's 20 MB of code (it
+        // would triple its resident memory); see `exec_mnist`.
+        Mode::Mnist(_) => exec_mnist(),
+        Mode::Health(args) => block_on(false, verbs::health(args)),
+        Mode::CheckConfig(path) => verbs::check_config(&path),
+    }
+}
+
+/// Runs `f` on a new tokio runtime: a multi-threaded one if `threads`,
+/// else one on this thread.
+pub fn block_on<F: std::future::Future<Output = Result<u8, Error>>>(
+    threads: bool,
+    f: F,
+) -> Result<u8, Error> {
+    let mut builder = if threads {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder.enable_all().build().map_err(|source| Error::Os {
+        what: "cannot start the async runtime",
+        source,
+    })?;
+    let result = runtime.block_on(f);
+    // Do not wait for work still running on blocking threads: the
+    // timeline has already decided that we exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
