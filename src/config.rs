@@ -16,8 +16,8 @@ use crate::error::Error;
 use crate::http::health::Probe;
 use crate::http::FrontConfig;
 use crate::model_config::ModelConfig;
-use crate::shutdown::Timeline;
 use crate::supervisor::{ChildSpec, Credentials};
+use crate::timeline::{restart, Settings as Timeline};
 
 /// What to run.
 #[derive(Debug)]
@@ -163,6 +163,9 @@ fn timeline(args: &TimelineArgs) -> Timeline {
     Timeline {
         drain_delay: args.drain_delay,
         stop_timeout: args.stop_timeout,
+        stop_signal: libc::SIGTERM,
+        leftover_grace: Duration::ZERO,
+        restart: restart::Policy::NEVER,
     }
 }
 

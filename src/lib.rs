@@ -13,9 +13,10 @@
 //! - [`model_config`]: the model's ModelArts config.json.
 //! - [`error`]: the error enum; exit codes are decided there, once.
 //! - [`logging`]: `tracing` on stdout, text or JSON, non-blocking.
-//! - [`lifecycle`]: the one state machine everybody reads.
-//! - [`supervisor`]: spawn, signal, reap and kill the child.
-//! - [`shutdown`]: the R8 timeline.
+//! - [`timeline`]: the R8 stop timeline and restarts: one pure state
+//!   machine and the loop that drives it.
+//! - [`lifecycle`]: the read-only view of the timeline that everybody reads.
+//! - [`supervisor`]: spawn, signal, reap and sweep the child's tree.
 //! - [`http`]: the front on port 8080: server, proxy, health, status.
 //! - [`modes`]: the wiring that runs each mode to its end.
 //!
@@ -30,8 +31,8 @@ pub mod lifecycle;
 pub mod logging;
 pub mod model_config;
 pub mod modes;
-pub mod shutdown;
 pub mod supervisor;
+pub mod timeline;
 
 pub use error::Error;
 pub use http::fronts::{start_front, start_fronts, FRONT_GRACE};

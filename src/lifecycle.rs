@@ -1,26 +1,33 @@
-//! The one source of truth for where the service is in its life.
+//! Where the service is in its life: the read-only view of the timeline
+//! that the health answer, the proxy, the accept loop and the status page
+//! watch.
 //!
-//! Owns: the [`State`] machine `Starting -> Ready <-> Unhealthy -> Draining ->
-//! Stopping -> Exited`, published through a `tokio::sync::watch` so that the
-//! supervisor, the shutdown timeline, the health answer and the proxy all
-//! read the same value and can wait for changes. Each change is logged once,
-//! here. Must not: decide anything; callers say what happened, and the
-//! machine refuses changes that would go backwards (a late "ready" probe can
-//! never undo a drain).
+//! Owns: the [`Snapshot`] channel (a `tokio::sync::watch`, so that readers
+//! can wait for changes) and the readiness verdicts going the other way, to
+//! the timeline. Each change of state is logged once, here. Must not:
+//! decide anything. The one writer is the timeline's driver, which
+//! publishes what its machine derives (`timeline::machine`); there is no
+//! second copy of the phase anywhere.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+use crate::supervisor::ExitStatus;
 
 /// Where the service is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum State {
-    /// The child (or model) is starting; it has never been ready.
+    /// The child (or model) is starting; it has not been ready since it
+    /// started.
     Starting,
     /// Ready to serve: `/health` answers 200.
     Ready,
     /// Was ready, now failing its probes.
     Unhealthy,
+    /// The child exited and is being restarted (`--restart`).
+    Restarting,
     /// SIGTERM arrived: `/health` answers 503, traffic is still served.
     Draining,
     /// The child got its stop signal; no new connections are accepted.
@@ -36,6 +43,7 @@ impl State {
             State::Starting => "starting",
             State::Ready => "ready",
             State::Unhealthy => "unhealthy",
+            State::Restarting => "restarting",
             State::Draining => "draining",
             State::Stopping => "stopping",
             State::Exited => "exited",
@@ -48,108 +56,110 @@ impl State {
     }
 }
 
-/// The shared lifecycle; cheap to clone (it is a watch sender).
+/// The state and what the status page shows of the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: State,
+    /// The running child, if one runs.
+    pub child_pid: Option<i32>,
+    /// Restarts so far (`--restart`).
+    pub restarts: u32,
+    /// How the child last exited.
+    pub last_exit: Option<ExitStatus>,
+}
+
+impl Snapshot {
+    const START: Snapshot = Snapshot {
+        state: State::Starting,
+        child_pid: None,
+        restarts: 0,
+        last_exit: None,
+    };
+}
+
+/// The view everybody reads; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Lifecycle {
-    tx: watch::Sender<State>,
+    tx: Arc<watch::Sender<Snapshot>>,
+    verdicts: mpsc::UnboundedSender<bool>,
     started: Instant,
 }
 
-impl Default for Lifecycle {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The timeline's side: publishes snapshots, receives verdicts.
+#[derive(Debug)]
+pub struct Feed {
+    tx: Arc<watch::Sender<Snapshot>>,
+    verdicts: mpsc::UnboundedReceiver<bool>,
+    started: Instant,
+}
+
+/// A new lifecycle in state Starting, and the feed for its timeline.
+pub fn channel() -> (Lifecycle, Feed) {
+    let tx = Arc::new(watch::Sender::new(Snapshot::START));
+    let (vtx, vrx) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let view = Lifecycle {
+        tx: tx.clone(),
+        verdicts: vtx,
+        started,
+    };
+    let feed = Feed {
+        tx,
+        verdicts: vrx,
+        started,
+    };
+    (view, feed)
 }
 
 impl Lifecycle {
-    pub fn new() -> Self {
-        Lifecycle {
-            tx: watch::Sender::new(State::Starting),
-            started: Instant::now(),
-        }
-    }
-
     /// The current state.
     pub fn get(&self) -> State {
+        self.tx.borrow().state
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Snapshot {
         *self.tx.borrow()
     }
 
     /// A receiver that sees every later change.
-    pub fn subscribe(&self) -> watch::Receiver<State> {
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
         self.tx.subscribe()
     }
 
-    /// When modelarts-init started, for uptimes and elapsed times.
+    /// When modelarts-init started, for uptimes.
     pub fn started(&self) -> Instant {
         self.started
     }
 
-    /// The readiness probe's verdict. Only moves between Starting, Ready
-    /// and Unhealthy; ignored once shutdown has begun.
-    pub fn set_ready(&self, ready: bool) {
-        self.transition(|s| match (s, ready) {
-            (State::Starting | State::Unhealthy, true) => Some(State::Ready),
-            (State::Ready, false) => Some(State::Unhealthy),
-            _ => None,
-        });
-    }
-
-    /// SIGTERM arrived. Returns the state before, so the caller can tell
-    /// whether the service was ever ready.
-    pub fn begin_drain(&self) -> State {
-        let before = self.get();
-        self.transition(|s| (s < State::Draining).then_some(State::Draining));
-        before
-    }
-
-    /// The child got its stop signal (or, without a child, the listener
-    /// stops accepting).
-    pub fn begin_stop(&self) {
-        self.transition(|s| (s < State::Stopping).then_some(State::Stopping));
-    }
-
-    /// The child has exited.
-    pub fn exited(&self) {
-        self.transition(|s| (s < State::Exited).then_some(State::Exited));
-    }
-
-    fn transition(&self, next: impl Fn(State) -> Option<State>) {
-        self.tx.send_if_modified(|state| match next(*state) {
-            Some(new) if new != *state => {
-                tracing::info!(
-                    from = state.as_str(),
-                    to = new.as_str(),
-                    elapsed_ms = self.started.elapsed().as_millis() as u64,
-                    "lifecycle"
-                );
-                *state = new;
-                true
-            }
-            _ => false,
-        });
+    /// The readiness probe's verdict, for the timeline to weigh.
+    pub fn report_ready(&self, ready: bool) {
+        let _ = self.verdicts.send(ready);
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Feed {
+    /// Publishes `next`, logging a change of state.
+    pub(crate) fn publish(&self, next: Snapshot) {
+        self.tx.send_if_modified(|now| {
+            if *now == next {
+                return false;
+            }
+            if now.state != next.state {
+                tracing::info!(
+                    from = now.state.as_str(),
+                    to = next.state.as_str(),
+                    uptime_ms = self.started.elapsed().as_millis() as u64,
+                    "lifecycle"
+                );
+            }
+            *now = next;
+            true
+        });
+    }
 
-    #[test]
-    fn never_goes_backwards() {
-        let l = Lifecycle::new();
-        l.set_ready(false);
-        assert_eq!(l.get(), State::Starting);
-        l.set_ready(true);
-        assert_eq!(l.get(), State::Ready);
-        l.set_ready(false);
-        assert_eq!(l.get(), State::Unhealthy);
-        assert_eq!(l.begin_drain(), State::Unhealthy);
-        l.set_ready(true);
-        assert_eq!(l.get(), State::Draining);
-        l.begin_stop();
-        l.begin_drain();
-        assert_eq!(l.get(), State::Stopping);
-        l.exited();
-        assert_eq!(l.get(), State::Exited);
+    /// The next verdict; `None` once no probe can send any more.
+    pub(crate) async fn verdict(&mut self) -> Option<bool> {
+        self.verdicts.recv().await
     }
 }

@@ -50,16 +50,15 @@ impl Probe {
         let mut failures = 0u32;
         let mut warned = false;
         loop {
-            let state = lifecycle.get();
-            if state.is_shutting_down() {
+            if lifecycle.get().is_shutting_down() {
                 return;
             }
             let ok = self.check().await;
             failures = if ok { 0 } else { failures + 1 };
-            if ok {
-                lifecycle.set_ready(true);
-            } else if failures >= self.unhealthy_after {
-                lifecycle.set_ready(false);
+            match lifecycle.get() {
+                State::Starting | State::Unhealthy if ok => lifecycle.report_ready(true),
+                State::Ready if failures >= self.unhealthy_after => lifecycle.report_ready(false),
+                _ => {}
             }
             if let Some(patience) = self.patience {
                 if !warned

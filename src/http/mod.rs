@@ -92,7 +92,7 @@ impl<A: App> Front<A> {
         let status = config
             .status_path
             .is_some()
-            .then(|| Arc::new(status::StatusPage::default()));
+            .then(|| Arc::new(status::StatusPage));
         Front {
             config,
             lifecycle,
@@ -155,12 +155,22 @@ impl<A: App> Front<A> {
                 return too_large(max);
             }
         }
-        if state == State::Starting {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "the service is starting; retry shortly",
-            );
+        match state {
+            State::Starting => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "the service is starting; retry shortly",
+                )
+            }
+            State::Restarting => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "restarting",
+                    "the server exited and is being restarted; retry shortly",
+                )
+            }
+            _ => {}
         }
         self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         let _done = InFlight(&self.counters);

@@ -97,7 +97,7 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
     let mut state = front.lifecycle.subscribe();
 
     loop {
-        let stopping = state.wait_for(|s| *s >= State::Stopping);
+        let stopping = state.wait_for(|s| s.state >= State::Stopping);
         let accepted = tokio::select! {
             biased;
             _ = stopping => break,
@@ -160,7 +160,7 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
                         Next::Close => break,
                     },
                     changed = lifecycle.changed(), if !exited => {
-                        let state = *lifecycle.borrow_and_update();
+                        let state = lifecycle.borrow_and_update().state;
                         if state >= State::Stopping && !stopping {
                             stopping = true;
                             conn.as_mut().graceful_shutdown();

@@ -6,28 +6,19 @@
 //! is exposed on the API port.
 
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
 
 use hyper::StatusCode;
-use nix::unistd::Pid;
 use serde_json::json;
 
 use super::{json, Body, Counters};
 use crate::lifecycle::Lifecycle;
 use crate::supervisor::tree::Tree;
 
-/// The status page; knows the child once it is spawned.
+/// The status page.
 #[derive(Debug, Default)]
-pub struct StatusPage {
-    child: OnceLock<Pid>,
-}
+pub struct StatusPage;
 
 impl StatusPage {
-    /// Records the child's pid once it is known.
-    pub fn set_child(&self, pid: Pid) {
-        let _ = self.child.set(pid);
-    }
-
     /// The page as JSON.
     pub fn answer(&self, lifecycle: &Lifecycle, counters: &Counters) -> hyper::Response<Body> {
         json(StatusCode::OK, &self.figures(lifecycle, counters))
@@ -37,10 +28,13 @@ impl StatusPage {
     /// below us (the child and its workers).
     pub fn figures(&self, lifecycle: &Lifecycle, counters: &Counters) -> serde_json::Value {
         let tree = Tree::below(nix::unistd::getpid(), true);
+        let now = lifecycle.snapshot();
         json!({
-            "state": lifecycle.get().as_str(),
+            "state": now.state.as_str(),
             "pid": std::process::id(),
-            "child_pid": self.child.get().map(|p| p.as_raw()),
+            "child_pid": now.child_pid,
+            "restarts": now.restarts,
+            "last_exit": now.last_exit.map(|s| s.to_string()),
             "uptime_ms": lifecycle.started().elapsed().as_millis() as u64,
             "requests_in_flight": counters.in_flight.load(Ordering::Relaxed),
             "requests_served": counters.served.load(Ordering::Relaxed),

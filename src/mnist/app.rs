@@ -23,9 +23,9 @@ use image::{ImageFormat, ImageReader, Limits};
 
 use modelarts_init::config::MnistConfig;
 use modelarts_init::http::{error, json, server, App, Body, Front};
-use modelarts_init::lifecycle::Lifecycle;
-use modelarts_init::supervisor::signals;
-use modelarts_init::{shutdown, Error};
+use modelarts_init::lifecycle;
+use modelarts_init::supervisor::{signals, Supervised};
+use modelarts_init::{timeline, Error};
 
 use crate::compute::Compute;
 use crate::model::{self, Model};
@@ -39,7 +39,7 @@ pub fn run(config: MnistConfig) -> Result<u8, Error> {
 }
 
 async fn serve(config: MnistConfig) -> Result<u8, Error> {
-    let lifecycle = Lifecycle::new();
+    let (lifecycle, feed) = lifecycle::channel();
     let signals = signals::listen()?;
     let listener = server::bind(config.front.listen)?;
     let front = Arc::new(Front::new(
@@ -60,8 +60,10 @@ async fn serve(config: MnistConfig) -> Result<u8, Error> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "model loaded"
     );
-    lifecycle.set_ready(true);
-    shutdown::run(None, signals, &lifecycle, config.timeline, served.clone()).await;
+    lifecycle.report_ready(true);
+    let procs = Supervised::none();
+    let front = Some(served.clone());
+    timeline::run(config.timeline, None, procs, signals, feed, front).await;
     let _ = tokio::time::timeout(modelarts_init::FRONT_GRACE, served).await;
     Ok(0)
 }

@@ -7,17 +7,15 @@
 
 use std::sync::Arc;
 
-use futures_util::future::FutureExt;
-
 use crate::config::WrapConfig;
 use crate::error::Error;
 use crate::http::{fronts, proxy::Proxy, server, Front};
-use crate::lifecycle::Lifecycle;
-use crate::shutdown;
-use crate::supervisor::{reaper, signals, Child, ExitStatus};
+use crate::lifecycle;
+use crate::supervisor::{reaper, signals, Supervised};
+use crate::timeline;
 
 pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
-    let lifecycle = Lifecycle::new();
+    let (lifecycle, feed) = lifecycle::channel();
     // Signals first: a SIGCHLD or SIGTERM between spawn and here would
     // otherwise be lost.
     let signals = signals::listen()?;
@@ -48,38 +46,30 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
         }
         None => None,
     };
-    let child = Child::spawn(&config.child, config.signal_group)?;
+    let (procs, pid) = Supervised::start(config.child.clone(), config.signal_group)?;
     let served = match front {
         Some((listener, front, extra, probe)) => {
-            if let Some(page) = &front.status {
-                page.set_child(child.pid);
-            }
             tokio::spawn(probe.run(lifecycle.clone()));
-            fronts::start_fronts(listener, front, extra)?
+            Some(fronts::start_fronts(listener, front, extra)?)
         }
         None => {
             // Without a front there is no readiness to probe: a running
             // child is as ready as we can tell.
-            lifecycle.set_ready(true);
-            std::future::ready(()).boxed().shared()
+            lifecycle.report_ready(true);
+            None
         }
     };
-    let status = shutdown::run(
-        Some(child),
-        signals,
-        &lifecycle,
+    let code = timeline::run(
         config.timeline,
+        Some(pid),
+        procs,
+        signals,
+        feed,
         served.clone(),
     )
     .await;
-    let _ = tokio::time::timeout(fronts::FRONT_GRACE, served).await;
-    Ok(exit_code(status))
-}
-
-/// The child's status as our exit code. A child we could not even collect
-/// after SIGKILL is reported as killed by SIGKILL.
-fn exit_code(status: Option<ExitStatus>) -> u8 {
-    status
-        .unwrap_or(ExitStatus::Signal(libc::SIGKILL))
-        .exit_code()
+    if let Some(served) = served {
+        let _ = tokio::time::timeout(fronts::FRONT_GRACE, served).await;
+    }
+    Ok(code)
 }

@@ -1,108 +1,121 @@
-//! The child process: spawn it, signal it, reap it, kill what is left.
+//! The child process: spawn it, signal it, reap it, sweep what it leaves.
 //!
-//! Owns: the child's pid and process group and every signal we send.
-//! Submodules: `spawn` (fork/exec), `reaper` (the only waitpid loop),
-//! `signals` (what each incoming signal means), `tree` (descendants in
-//! /proc). Must not: decide *when* to stop; `shutdown` runs the timeline.
+//! Owns: the child's pid and process group and every signal we send, as
+//! the timeline's [`Processes`]. Submodules: `spawn` (fork/exec), `reaper`
+//! (the only waitpid loop), `signals` (what each incoming signal means),
+//! `tree` (descendants in /proc). Must not: decide *when* to stop or
+//! restart; the timeline does.
 
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
 pub mod tree;
 
-use std::time::Duration;
-
 use nix::errno::Errno;
-use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 pub use reaper::ExitStatus;
 pub use spawn::{ChildSpec, Credentials};
 
-/// The running child.
-#[derive(Debug, Clone, Copy)]
-pub struct Child {
-    /// Its pid, which is also its process group id.
-    pub pid: Pid,
-    /// Forward signals to the whole group rather than the child alone.
-    pub signal_group: bool,
+use crate::timeline::Processes;
+use reaper::Reaped;
+
+/// The real child and process tree, for the timeline's driver.
+#[derive(Debug)]
+pub struct Supervised {
+    /// What to start again on a restart; `None` without a child.
+    spec: Option<ChildSpec>,
+    /// Forward signals to the whole process group rather than the child.
+    signal_group: bool,
+    /// PID 1 of a namespace cannot stop itself.
+    pid1: bool,
 }
 
-impl Child {
-    /// Starts the child described by `spec`.
-    pub fn spawn(spec: &ChildSpec, signal_group: bool) -> Result<Child, crate::Error> {
-        let pid = spawn::spawn(spec)?;
-        tracing::info!(child.pid = pid.as_raw(), command = ?spec.command, "child started");
-        Ok(Child { pid, signal_group })
-    }
-
-    /// Passes `signal` on, to the child or (with `--signal-group`) to its
-    /// process group. A child that is already gone is not an error.
-    pub fn forward(&self, signal: Signal) {
-        let result = if self.signal_group {
-            killpg(self.pid, signal)
-        } else {
-            kill(self.pid, signal)
+impl Supervised {
+    /// Starts the child described by `spec`; returns it and its pid.
+    pub fn start(spec: ChildSpec, signal_group: bool) -> Result<(Supervised, i32), crate::Error> {
+        let pid = start(&spec)?;
+        let me = Supervised {
+            spec: Some(spec),
+            signal_group,
+            pid1: nix::unistd::getpid().as_raw() == 1,
         };
-        match result {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(e) => {
-                tracing::warn!(child.pid = self.pid.as_raw(), signal = %signal, error = %e, "cannot forward signal")
-            }
+        Ok((me, pid))
+    }
+
+    /// No child: the app serves in this process (mnist mode).
+    pub fn none() -> Supervised {
+        Supervised {
+            spec: None,
+            signal_group: false,
+            pid1: nix::unistd::getpid().as_raw() == 1,
         }
-    }
-
-    /// Sends `signal` to the child alone (the R8 stop signal).
-    pub fn signal(&self, signal: Signal) {
-        let _ = kill(self.pid, signal);
-    }
-
-    /// SIGKILLs what is left of the child's process group.
-    pub fn kill_group(&self) {
-        let _ = killpg(self.pid, Signal::SIGKILL);
     }
 }
 
-/// SIGKILLs the child's process group and then every live descendant of
-/// ours (as PID 1: everything in the container), rescanning until none is
-/// left or `limit` passes, and reaps them. `awaiting` is the child whose
-/// status is still unknown: the loop also waits for it, and returns it.
-pub async fn kill_everything(
-    group: Option<Child>,
-    awaiting: Option<Pid>,
-    limit: Duration,
-) -> Option<ExitStatus> {
-    if let Some(c) = group {
-        c.kill_group();
+fn start(spec: &ChildSpec) -> Result<i32, crate::Error> {
+    let pid = spawn::spawn(spec)?.as_raw();
+    tracing::info!(child.pid = pid, command = ?spec.command, "child started");
+    Ok(pid)
+}
+
+impl Processes for Supervised {
+    fn spawn(&mut self) -> Result<i32, u8> {
+        let Some(spec) = &self.spec else {
+            return Err(1);
+        };
+        start(spec).map_err(|e| {
+            tracing::error!(error = %e, "cannot start the child again");
+            e.exit_code()
+        })
     }
-    let me = nix::unistd::getpid();
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut status = None;
-    loop {
-        let reaped = reaper::reap_all(awaiting);
-        status = status.or(reaped.child);
-        if reaped.none_left {
-            // No children means no descendants: skip the /proc scan, which
-            // costs milliseconds on a busy host.
-            return status;
-        }
-        let tree = tree::Tree::below(me, false);
-        let done = tree.is_empty() && (awaiting.is_none() || status.is_some());
-        if done || tokio::time::Instant::now() >= deadline {
-            if !tree.is_empty() {
-                tracing::warn!(
-                    left = tree.len(),
-                    "processes survive SIGKILL (stuck in the kernel?)"
-                );
+
+    fn stop(&mut self, pid: i32, signal: i32) {
+        // SAFETY: kill(2) with plain integers.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    fn forward(&mut self, pid: i32, signal: i32) {
+        // SAFETY: kill(2) and killpg(3) with plain integers.
+        let result = unsafe {
+            if self.signal_group {
+                libc::killpg(pid, signal)
+            } else {
+                libc::kill(pid, signal)
             }
-            return status;
+        };
+        if result != 0 {
+            let e = Errno::last();
+            if e != Errno::ESRCH {
+                tracing::warn!(child.pid = pid, signal = %signals::name(signal), error = %e, "cannot forward signal");
+            }
         }
-        if !tree.is_empty() {
-            tracing::info!(count = tree.len(), "SIGKILL to remaining descendants");
+    }
+
+    fn suspend_self(&mut self) {
+        if self.pid1 {
+            tracing::info!("forwarded SIGTSTP; as PID 1 of the namespace we cannot stop ourselves");
+            return;
         }
+        tracing::info!("forwarded SIGTSTP; stopping until SIGCONT");
+        // SAFETY: kill(2) on our own pid.
+        unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+    }
+
+    fn reap(&mut self, child: Option<i32>) -> Reaped {
+        reaper::reap_all(child.map(Pid::from_raw))
+    }
+
+    fn signal_leftovers(&mut self, group: Option<i32>, signal: i32) -> usize {
+        if let Some(g) = group {
+            // SAFETY: killpg(3) with plain integers.
+            unsafe { libc::killpg(g, signal) };
+        }
+        let tree = tree::Tree::below(nix::unistd::getpid(), false);
         for pid in tree.pids() {
-            let _ = kill(pid, Signal::SIGKILL);
+            // SAFETY: kill(2) with plain integers.
+            unsafe { libc::kill(pid.as_raw(), signal) };
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tree.len()
     }
 }

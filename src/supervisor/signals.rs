@@ -1,43 +1,60 @@
 //! Every decision about a signal that reaches modelarts-init, in one table.
 //!
 //! Owns: which signals we catch and what each one means. Must not: act on
-//! them; `shutdown` carries out the decision.
+//! them; the timeline carries out the decision.
 //!
-//! | signal                   | before shutdown            | once shutting down   |
-//! |--------------------------|----------------------------|----------------------|
-//! | SIGCHLD                  | reap                       | reap                 |
-//! | SIGTERM                  | start the R8 drain          | fast stop            |
-//! | SIGINT                   | fast stop                  | fast stop            |
-//! | HUP QUIT USR1 USR2 WINCH | forward to the child       | forward to the child |
-//! | TTIN TTOU CONT ALRM      | forward to the child       | forward to the child |
+//! | signal                                 | before the stop        | once stopping          |
+//! |----------------------------------------|------------------------|------------------------|
+//! | CHLD                                   | reap                   | reap                   |
+//! | TERM                                   | start the R8 drain     | fast stop              |
+//! | INT                                    | fast stop              | fast stop              |
+//! | TSTP                                   | forward, then stop us  | forward, then stop us  |
+//! | HUP QUIT USR1 USR2 WINCH TTIN TTOU     | forward                | forward                |
+//! | CONT ALRM PWR XCPU XFSZ VTALRM PROF IO | forward                | forward                |
+//! | STKFLT URG, SIGRTMIN..=SIGRTMAX        | forward                | forward                |
+//! | PIPE                                   | ignored                | ignored                |
+//! | ILL FPE SEGV BUS TRAP ABRT SYS         | default action         | default action         |
+//! | KILL STOP                              | cannot be caught       | cannot be caught       |
 //!
 //! Why:
 //! - SIGTERM is how the platform (and `docker stop`, and Kubernetes) asks a
 //!   container to stop. Rule R8 wants service to go on for 60 s first,
 //!   because the load balancer keeps routing here for a while; so SIGTERM is
-//!   NOT forwarded at once, it starts the drain.
+//!   NOT forwarded at once, it starts the drain. At its end the child gets
+//!   `--stop-signal` (TERM unless set: php-fpm and nginx stop gracefully on
+//!   QUIT, as Docker's STOPSIGNAL knows).
 //! - SIGINT is a person at a terminal (Ctrl-C), and a second SIGTERM is an
-//!   operator who means it: both skip what remains of the drain, and the
-//!   child gets that very signal at once (the stop timeout still applies).
-//! - HUP, USR1, USR2, TTIN, TTOU, QUIT, WINCH are gunicorn's control
-//!   signals (reload, reopen logs, add or remove a worker, ...); CONT and
-//!   ALRM are forwarded so that job control and timers behave as without
-//!   us. They go to the child alone, or to its whole process group with
+//!   operator who means it: both skip what remains of the drain; the child
+//!   gets INT for INT and the stop signal for TERM at once (the stop
+//!   timeout still applies).
+//! - Every other signal that can be sent with `kill` is passed on, so that
+//!   nothing but SIGKILL and SIGSTOP can end or stop us and leave the child
+//!   unsupervised (as tini does): HUP, USR1, USR2, TTIN, TTOU, QUIT, WINCH
+//!   are gunicorn's control signals (reload, reopen logs, add or remove a
+//!   worker, ...); PWR is how LXC asks a container to stop; XCPU and XFSZ
+//!   come from resource limits; the real-time signals are the application's
+//!   own. They go to the child alone, or to its whole process group with
 //!   `--signal-group`.
+//! - TSTP (Ctrl-Z) goes to the child, then we stop ourselves, so that a
+//!   shell's job control sees the job stopped (as dumb-init does); CONT
+//!   resumes us (the kernel does that) and is forwarded. The kernel does not
+//!   let PID 1 of a namespace stop itself, so there we only forward. TTIN
+//!   and TTOU only forward: gunicorn uses them to add and remove workers,
+//!   and stopping would freeze the front and `/health` with it.
+//! - PIPE stays ignored (Rust's default), since our own sockets raise it. The
+//!   synchronous faults keep their default action: they mean a bug in us,
+//!   and a core dump is worth more than pretending.
 //! - Catching a signal also matters for PID 1: the kernel drops signals that
 //!   PID 1 has left at their default action, so without a handler SIGTERM
 //!   would do nothing at all.
-//! - SIGKILL and SIGSTOP cannot be caught; SIGPIPE is ignored (Rust's
-//!   default), so a closed stdout cannot kill the init. Everything else
-//!   keeps its default action.
 
-use nix::sys::signal::Signal;
 use signal_hook::consts::signal::*;
 use signal_hook_tokio::Signals;
 
 use crate::error::Error;
 
-/// Signals passed on to the child as they come.
+/// The standard signals passed on to the child as they come (the real-time
+/// ones are added by [`forwarded`]).
 pub const FORWARDED: [i32; 9] = [
     SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU, SIGCONT, SIGALRM,
 ];
@@ -49,20 +66,29 @@ pub enum Action {
     Reap,
     /// Start the R8 drain.
     Drain,
-    /// Skip the rest of the drain and send this signal to the child now.
-    FastStop(Signal),
+    /// Skip the rest of the drain; the child gets this signal now (or the
+    /// stop signal, for TERM).
+    FastStop(i32),
     /// Pass this signal on to the child (or its group).
-    Forward(Signal),
+    Forward(i32),
+    /// Pass it on, then stop ourselves (TSTP).
+    ForwardThenSuspend(i32),
 }
 
-/// The table above.
-pub fn decide(signal: i32, shutting_down: bool) -> Option<Action> {
+/// Every signal passed on as it comes: [`FORWARDED`] and the real-time
+/// signals, whose range only libc knows at run time (glibc keeps the first
+/// two for itself).
+pub fn forwarded() -> impl Iterator<Item = i32> {
+    FORWARDED.into_iter()
+}
+
+/// The table above; `stopping` once a stop has begun.
+pub fn decide(signal: i32, stopping: bool) -> Option<Action> {
     match signal {
         SIGCHLD => Some(Action::Reap),
-        SIGTERM if !shutting_down => Some(Action::Drain),
-        SIGTERM => Some(Action::FastStop(Signal::SIGTERM)),
-        SIGINT => Some(Action::FastStop(Signal::SIGINT)),
-        s if FORWARDED.contains(&s) => Signal::try_from(s).ok().map(Action::Forward),
+        SIGTERM if !stopping => Some(Action::Drain),
+        SIGTERM | SIGINT => Some(Action::FastStop(signal)),
+        s if forwarded().any(|f| f == s) => Some(Action::Forward(s)),
         _ => None,
     }
 }
@@ -71,11 +97,59 @@ pub fn decide(signal: i32, shutting_down: bool) -> Option<Action> {
 /// is spawned, so that no SIGCHLD or SIGTERM can slip in between.
 pub fn listen() -> Result<Signals, Error> {
     let mut all = vec![SIGCHLD, SIGTERM, SIGINT];
-    all.extend_from_slice(&FORWARDED);
+    all.extend(forwarded());
     Signals::new(&all).map_err(|source| Error::Os {
         what: "cannot install signal handlers",
         source,
     })
+}
+
+/// A signal's name for logs and messages: `SIGTERM`, `SIGRTMIN+3`.
+pub fn name(signal: i32) -> String {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    match nix::sys::signal::Signal::try_from(signal) {
+        Ok(s) => s.as_str().to_owned(),
+        Err(_) if signal == min => "SIGRTMIN".to_owned(),
+        Err(_) if signal == max => "SIGRTMAX".to_owned(),
+        Err(_) if (min..max).contains(&signal) => format!("SIGRTMIN+{}", signal - min),
+        Err(_) => format!("signal {signal}"),
+    }
+}
+
+/// Parses a signal for `--stop-signal`: `TERM`, `SIGQUIT`, `quit`, `3`,
+/// `RTMIN+2`.
+pub fn parse(text: &str) -> Result<i32, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let number = if let Ok(n) = bare.parse::<i32>() {
+        Some(n)
+    } else if let Some(rest) = bare.strip_prefix("RTMIN") {
+        rest.strip_prefix('+')
+            .map_or(Ok(0), str::parse::<i32>)
+            .ok()
+            .map(|n| min + n)
+    } else if let Some(rest) = bare.strip_prefix("RTMAX") {
+        rest.strip_prefix('-')
+            .map_or(Ok(0), str::parse::<i32>)
+            .ok()
+            .map(|n| max - n)
+    } else {
+        format!("SIG{bare}")
+            .parse::<nix::sys::signal::Signal>()
+            .ok()
+            .map(|s| s as i32)
+    };
+    match number {
+        Some(n) if n == SIGKILL || n == SIGSTOP => Err(format!(
+            "{text:?}: the stop signal must be one the child can handle, not {}",
+            name(n)
+        )),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a signal; use a name such as TERM, QUIT or INT, or a number"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -85,19 +159,34 @@ mod tests {
     #[test]
     fn table() {
         assert_eq!(decide(SIGTERM, false), Some(Action::Drain));
-        assert_eq!(
-            decide(SIGTERM, true),
-            Some(Action::FastStop(Signal::SIGTERM))
-        );
-        assert_eq!(
-            decide(SIGINT, false),
-            Some(Action::FastStop(Signal::SIGINT))
-        );
-        assert_eq!(decide(SIGHUP, true), Some(Action::Forward(Signal::SIGHUP)));
+        assert_eq!(decide(SIGTERM, true), Some(Action::FastStop(SIGTERM)));
+        assert_eq!(decide(SIGINT, false), Some(Action::FastStop(SIGINT)));
+        assert_eq!(decide(SIGHUP, true), Some(Action::Forward(SIGHUP)));
         assert_eq!(decide(SIGCHLD, false), Some(Action::Reap));
         assert_eq!(decide(SIGPIPE, false), None);
-        for s in FORWARDED {
-            assert!(matches!(decide(s, false), Some(Action::Forward(_))));
+        for s in forwarded() {
+            assert_eq!(decide(s, false), Some(Action::Forward(s)));
+        }
+    }
+
+    #[test]
+    fn names_and_parsing() {
+        assert_eq!(name(SIGTERM), "SIGTERM");
+        assert_eq!(name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+        assert_eq!(name(libc::SIGRTMAX()), "SIGRTMAX");
+        for (text, sig) in [
+            ("TERM", SIGTERM),
+            ("sigquit", SIGQUIT),
+            ("Quit", SIGQUIT),
+            ("3", SIGQUIT),
+            ("INT", SIGINT),
+            ("RTMIN+2", libc::SIGRTMIN() + 2),
+            ("SIGRTMAX", libc::SIGRTMAX()),
+        ] {
+            assert_eq!(parse(text), Ok(sig), "{text}");
+        }
+        for bad in ["KILL", "9", "STOP", "nope", "0", "200", "RTMIN+x", ""] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }
