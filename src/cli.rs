@@ -237,6 +237,13 @@ pub struct SupervisorArgs {
     /// (ModelArts' ma-user). Default: our own user.
     #[arg(long, value_name = "USER[:GROUP]", env = "MODELARTS_INIT_USER")]
     pub user: Option<String>,
+
+    /// The signal the child gets at the end of the drain delay (and for a
+    /// second SIGTERM), like Docker's STOPSIGNAL: e.g. QUIT for php-fpm and
+    /// nginx, which stop gracefully on it.
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = crate::supervisor::signals::parse,
+          env = "MODELARTS_INIT_STOP_SIGNAL")]
+    pub stop_signal: i32,
 }
 
 /// The R8 shutdown timeline; shared by wrap mode and the mnist server.

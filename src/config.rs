@@ -108,7 +108,10 @@ impl WrapConfig {
                 env,
             },
             signal_group: sup.signal_group,
-            timeline: timeline(&sup.timeline),
+            timeline: Timeline {
+                stop_signal: sup.stop_signal,
+                ..timeline(&sup.timeline)
+            },
             log_format: args.log.log_format,
             proxy,
         })

@@ -158,6 +158,11 @@ impl ConnClock {
         self.exited.store(true, Relaxed);
     }
 
+    /// Whether the child has exited (see [`ConnClock::set_exited`]).
+    pub fn is_exited(&self) -> bool {
+        self.exited.load(Relaxed)
+    }
+
     /// The timer fired at `now`: flags what is due and says when to look
     /// again, or that the connection has been idle for the keep-alive.
     pub fn on_timer(&self, now: Instant) -> Next {

@@ -147,7 +147,6 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
             let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.first_deadline()));
-            let (mut stopping, mut exited) = (false, false);
             loop {
                 // After the timer or the lifecycle, the loop polls the
                 // connection again, and with it the request, which acts on
@@ -159,14 +158,18 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
                         Next::At(deadline) => timer.as_mut().reset(deadline),
                         Next::Close => break,
                     },
-                    changed = lifecycle.changed(), if !exited => {
-                        let state = lifecycle.borrow_and_update().state;
-                        if state >= State::Stopping && !stopping {
-                            stopping = true;
+                    changed = lifecycle.changed(), if !clock.is_exited() => {
+                        // A closed channel means the timeline is over.
+                        let state = match changed {
+                            Ok(()) => lifecycle.borrow_and_update().state,
+                            Err(_) => State::Exited,
+                        };
+                        if state >= State::Stopping {
+                            // Idempotent: no more requests on this
+                            // connection; hyper closes it once idle.
                             conn.as_mut().graceful_shutdown();
                         }
-                        if state == State::Exited || changed.is_err() {
-                            exited = true;
+                        if state == State::Exited {
                             clock.set_exited();
                         }
                     }

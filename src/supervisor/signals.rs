@@ -48,6 +48,7 @@
 //!   PID 1 has left at their default action, so without a handler SIGTERM
 //!   would do nothing at all.
 
+use libc::{SIGPWR, SIGSTKFLT};
 use signal_hook::consts::signal::*;
 use signal_hook_tokio::Signals;
 
@@ -55,8 +56,9 @@ use crate::error::Error;
 
 /// The standard signals passed on to the child as they come (the real-time
 /// ones are added by [`forwarded`]).
-pub const FORWARDED: [i32; 9] = [
-    SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU, SIGCONT, SIGALRM,
+pub const FORWARDED: [i32; 17] = [
+    SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU, SIGCONT, SIGALRM, SIGPWR,
+    SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGURG,
 ];
 
 /// What to do about one signal.
@@ -79,7 +81,9 @@ pub enum Action {
 /// signals, whose range only libc knows at run time (glibc keeps the first
 /// two for itself).
 pub fn forwarded() -> impl Iterator<Item = i32> {
-    FORWARDED.into_iter()
+    FORWARDED
+        .into_iter()
+        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
 }
 
 /// The table above; `stopping` once a stop has begun.
@@ -88,6 +92,7 @@ pub fn decide(signal: i32, stopping: bool) -> Option<Action> {
         SIGCHLD => Some(Action::Reap),
         SIGTERM if !stopping => Some(Action::Drain),
         SIGTERM | SIGINT => Some(Action::FastStop(signal)),
+        SIGTSTP => Some(Action::ForwardThenSuspend(signal)),
         s if forwarded().any(|f| f == s) => Some(Action::Forward(s)),
         _ => None,
     }
@@ -96,7 +101,7 @@ pub fn decide(signal: i32, stopping: bool) -> Option<Action> {
 /// Starts catching every signal in the table. Call this before the child
 /// is spawned, so that no SIGCHLD or SIGTERM can slip in between.
 pub fn listen() -> Result<Signals, Error> {
-    let mut all = vec![SIGCHLD, SIGTERM, SIGINT];
+    let mut all = vec![SIGCHLD, SIGTERM, SIGINT, SIGTSTP];
     all.extend(forwarded());
     Signals::new(&all).map_err(|source| Error::Os {
         what: "cannot install signal handlers",
@@ -163,9 +168,36 @@ mod tests {
         assert_eq!(decide(SIGINT, false), Some(Action::FastStop(SIGINT)));
         assert_eq!(decide(SIGHUP, true), Some(Action::Forward(SIGHUP)));
         assert_eq!(decide(SIGCHLD, false), Some(Action::Reap));
-        assert_eq!(decide(SIGPIPE, false), None);
+        assert_eq!(
+            decide(SIGTSTP, false),
+            Some(Action::ForwardThenSuspend(SIGTSTP))
+        );
+        for s in [
+            SIGPIPE, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGABRT, SIGSYS,
+        ] {
+            assert_eq!(decide(s, false), None, "{}", name(s));
+        }
         for s in forwarded() {
-            assert_eq!(decide(s, false), Some(Action::Forward(s)));
+            assert_eq!(decide(s, false), Some(Action::Forward(s)), "{}", name(s));
+        }
+        let rt: Vec<i32> = forwarded().filter(|&s| s >= libc::SIGRTMIN()).collect();
+        assert_eq!(rt.first(), Some(&libc::SIGRTMIN()));
+        assert_eq!(rt.last(), Some(&libc::SIGRTMAX()));
+    }
+
+    #[test]
+    fn every_catchable_signal_has_a_row() {
+        // 1..=31 and the real-time range: what is neither caught nor left
+        // at its default on purpose would end or stop us.
+        let by_default = [
+            SIGKILL, SIGSTOP, SIGPIPE, SIGILL, SIGFPE, SIGSEGV, SIGBUS, SIGTRAP, SIGABRT, SIGSYS,
+        ];
+        for s in (1..32).chain(libc::SIGRTMIN()..=libc::SIGRTMAX()) {
+            assert!(
+                decide(s, false).is_some() || by_default.contains(&s),
+                "{} has no row",
+                name(s)
+            );
         }
     }
 

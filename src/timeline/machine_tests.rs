@@ -447,6 +447,10 @@ fn a_failed_restart_exits_with_its_code() {
 fn signals_are_forwarded_only_to_a_running_child() {
     let mut r = Run::ready(restarting(When::Always));
     assert_eq!(r.on(0, Input::Signal(SIGHUP)), [Effect::Forward(SIGHUP)]);
+    assert_eq!(
+        r.on(0, Input::Signal(libc::SIGTSTP)),
+        [Effect::Forward(libc::SIGTSTP), Effect::SuspendSelf]
+    );
     r.child_exits_alone(1, ExitStatus::Code(1));
     assert_eq!(r.on(2, Input::Signal(SIGHUP)), [], "no child to forward to");
 }

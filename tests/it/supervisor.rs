@@ -461,49 +461,172 @@ fn subreaper_reaps_storm_of_1000_orphans() {
 // Signal forwarding
 // ===========================================================================
 
-const FORWARDED: [(&str, Signal); 9] = [
-    ("HUP", Signal::SIGHUP),
-    ("QUIT", Signal::SIGQUIT),
-    ("USR1", Signal::SIGUSR1),
-    ("USR2", Signal::SIGUSR2),
-    ("WINCH", Signal::SIGWINCH),
-    ("TTIN", Signal::SIGTTIN),
-    ("TTOU", Signal::SIGTTOU),
-    ("CONT", Signal::SIGCONT),
-    ("ALRM", Signal::SIGALRM),
-];
+/// Every signal modelarts-init passes on as it comes (its signal table):
+/// the standard ones and the real-time range, by number.
+fn forwarded_signals() -> Vec<i32> {
+    use libc::*;
+    let standard = [
+        SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU, SIGCONT, SIGALRM, SIGPWR,
+        SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGURG,
+    ];
+    standard
+        .into_iter()
+        .chain(SIGRTMIN()..=SIGRTMAX())
+        .collect()
+}
 
-#[test]
-fn forwards_every_listed_signal_to_the_child() {
-    let dir = TempDir::new("fwd");
-    let script = format!(
-        r#"
-for s in HUP QUIT USR1 USR2 WINCH TTIN TTOU CONT ALRM; do
-  trap "echo $s >> \"$1/sigs\"" $s
-done
-echo ready > "$1/ready"
-{IDLE_LOOP}
-"#
+/// A child that records each signal number of `$2...` it gets in `$1/sigs`.
+const TRAP_NUMBERS: &str = r#"
+d=$1; shift
+for n in "$@"; do trap "echo $n >> \"$d/sigs\"" $n; done
+echo ready > "$d/ready"
+while :; do sleep 0.05; done
+"#;
+
+/// Sends signal number `n` (real-time ones included) to `pid`.
+fn send_raw(pid: i32, n: i32) {
+    // SAFETY: kill(2) with plain integers.
+    let rc = unsafe { libc::kill(pid, n) };
+    assert_eq!(
+        rc,
+        0,
+        "kill({pid}, {n}): {}",
+        std::io::Error::last_os_error()
     );
-    let mut r = spawn_ready(init_timed("100ms", "5s"), &script, &dir);
+}
+
+/// Runs `init` on a child that traps every forwarded signal; sends each one
+/// to modelarts-init (the spawned process, or its child when `pid1`: the
+/// spawned one is unshare) and asserts that the child got it and that
+/// modelarts-init is still running.
+fn assert_every_signal_reaches_the_child(init: Init, tag: &str, pid1: bool) {
+    let dir = TempDir::new(tag);
+    let sigs = forwarded_signals();
+    let numbers: Vec<String> = sigs.iter().map(|n| n.to_string()).collect();
+    let mut args = vec![dir.str()];
+    args.extend(numbers.iter().map(String::as_str));
+    let mut r = init.sh(TRAP_NUMBERS, &args).spawn();
+    let init_pid = if pid1 {
+        wait_for_child(r.pid(), secs(5))
+            .unwrap_or_else(|| panic!("unshare has no child\n{}", r.dump()))
+    } else {
+        r.pid()
+    };
+    wait_ready(&r, &dir);
     let mut missing = Vec::new();
-    for (name, sig) in FORWARDED {
-        r.signal(sig);
+    for (n, name) in sigs.iter().zip(&numbers) {
+        send_raw(init_pid, *n);
         if !wait_for_line(&dir.join("sigs"), name, secs(5)) {
-            missing.push(name);
+            missing.push(*n);
         }
+        assert!(
+            is_alive(init_pid) && r.try_status().is_none(),
+            "signal {n} ended modelarts-init\n{}",
+            r.dump()
+        );
     }
-    let got = fs::read_to_string(dir.join("sigs")).unwrap_or_default();
     assert!(
         missing.is_empty(),
-        "signals not forwarded to the child: {:?}; child saw:\n{}\n{}",
-        missing,
-        got,
+        "signals not forwarded to the child: {missing:?}; child saw:\n{}\n{}",
+        fs::read_to_string(dir.join("sigs")).unwrap_or_default(),
         r.dump()
     );
-    // Clean stop: child has the default SIGTERM disposition -> 128+15.
-    r.signal(Signal::SIGTERM);
+    // Clean stop: the child has the default SIGTERM disposition -> 128+15.
+    send_raw(init_pid, libc::SIGTERM);
     assert_eq!(r.expect_code(secs(10)), 143, "{}", r.dump());
+    assert_no_panic(&r);
+}
+
+#[test]
+fn every_asynchronous_signal_reaches_the_child_and_we_survive() {
+    assert_every_signal_reaches_the_child(init_timed("100ms", "5s"), "fwd", false);
+}
+
+#[test]
+fn every_asynchronous_signal_reaches_the_child_of_pid1() {
+    if !unshare_or_skip(
+        "every_asynchronous_signal_reaches_the_child_of_pid1",
+        "`unshare --pid --fork --mount-proc` refused here",
+    ) {
+        return;
+    }
+    let init = init_pid1().args(["--drain-delay", "100ms", "--stop-timeout", "5s"]);
+    assert_every_signal_reaches_the_child(init, "fwd-pid1", true);
+}
+
+#[test]
+fn stop_signal_quit_reaches_the_child_at_the_end_of_the_drain() {
+    let dir = TempDir::new("stopsig");
+    let script = format!(
+        r#"trap 'date +%s.%N > "$1/quit_at"; echo QUIT >> "$1/log"; exit 3' QUIT
+trap 'echo TERM >> "$1/log"' TERM
+echo ready > "$1/ready"
+{IDLE_LOOP}"#
+    );
+    let init = init_timed("1s", "5s").args(["--stop-signal", "QUIT"]);
+    let mut r = spawn_ready(init, &script, &dir);
+    let (t0, code) = signal_and_exit(&mut r, Signal::SIGTERM, secs(10));
+    assert_eq!(code, 3, "the child exits from its QUIT trap\n{}", r.dump());
+    let delay = read_epoch(&dir.join("quit_at")) - t0;
+    assert!(
+        (0.995..5.0).contains(&delay),
+        "QUIT came {delay:.3} s after our SIGTERM, expected the 1 s drain delay\n{}",
+        r.dump()
+    );
+    assert_eq!(fs::read_to_string(dir.join("log")).unwrap(), "QUIT\n");
+    assert_no_panic(&r);
+}
+
+#[test]
+fn tstp_stops_the_job_for_the_shell_and_cont_resumes_it() {
+    let dir = TempDir::new("tstp");
+    // bash with job control (set -m) runs modelarts-init as a job, as an
+    // interactive shell does; `jobs -l` is what the user would see.
+    let script = r#"
+set -m
+d=$1
+"$2" --no-proxy --drain-delay 100ms -- sh -c '
+  trap "echo TSTP >> $0/sigs" TSTP
+  trap "echo CONT >> $0/sigs" CONT
+  echo ready > $0/ready
+  while :; do sleep 0.05; done' "$d" &
+pid=$!
+for i in $(seq 200); do [ -e "$d/ready" ] && break; sleep 0.05; done
+kill -TSTP $pid
+for i in $(seq 200); do case "$(jobs -l)" in *Stopped*) break;; esac; sleep 0.05; done
+echo "after TSTP: $(jobs -l)"
+read -r _ _ state _ < /proc/$pid/stat; echo "state after TSTP: $state"
+for i in $(seq 200); do grep -q TSTP "$d/sigs" 2>/dev/null && break; sleep 0.05; done
+kill -CONT $pid
+for i in $(seq 200); do case "$(jobs -l)" in *Running*) break;; esac; sleep 0.05; done
+echo "after CONT: $(jobs -l)"
+read -r _ _ state _ < /proc/$pid/stat; echo "state after CONT: $state"
+kill -TERM $pid
+wait $pid
+echo "exit $?"
+"#;
+    let mut cmd = scrubbed_command("bash");
+    cmd.args(["-c", script, "bash", dir.str(), bin()]);
+    let mut r = Running::spawn(cmd);
+    r.finish(secs(30));
+    let out = r.stdout.text();
+    let line = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line\n{}", r.dump()))
+            .to_owned()
+    };
+    assert!(line("after TSTP:").contains("Stopped"), "{}", r.dump());
+    assert_eq!(line("state after TSTP:"), "state after TSTP: T");
+    assert!(line("after CONT:").contains("Running"), "{}", r.dump());
+    assert_ne!(line("state after CONT:"), "state after CONT: T");
+    assert_eq!(line("exit "), "exit 143", "{}", r.dump());
+    assert_eq!(
+        fs::read_to_string(dir.join("sigs")).unwrap_or_default(),
+        "TSTP\nCONT\n",
+        "the child hears TSTP, then CONT\n{}",
+        r.dump()
+    );
     assert_no_panic(&r);
 }
 
@@ -737,6 +860,14 @@ fn bad_flags_exit_2_with_one_line_message() {
             vec!["--no-proxy", "--user", "0:no_such_group_modelarts_it"],
         ),
         ("no proxy threads", vec!["--proxy-threads", "0"]),
+        (
+            "unknown stop signal",
+            vec!["--no-proxy", "--stop-signal", "NOPE"],
+        ),
+        (
+            "uncatchable stop signal",
+            vec!["--no-proxy", "--stop-signal", "KILL"],
+        ),
     ];
     for (what, flags) in cases {
         let mut r = Init::new().args(&flags).command(child).run(secs(10));
