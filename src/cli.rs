@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::timeline::restart::When;
+
 /// How modelarts-init is invoked.
 #[derive(Debug, Parser)]
 #[command(
@@ -244,6 +246,42 @@ pub struct SupervisorArgs {
     #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = crate::supervisor::signals::parse,
           env = "MODELARTS_INIT_STOP_SIGNAL")]
     pub stop_signal: i32,
+
+    /// When the child exits, what is left of its process group and every
+    /// other descendant gets SIGTERM, then SIGKILL after this long (or at
+    /// the stop deadline, whichever comes first), and is reaped before we
+    /// exit.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration,
+          env = "MODELARTS_INIT_LEFTOVER_GRACE")]
+    pub leftover_grace: Duration,
+
+    /// Start the child again when it exits: never (the platform restarts
+    /// containers, and a dying server should stay visible), on-failure (a
+    /// non-zero exit or a signal) or always. Never once a stop has begun.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = When::Never,
+          env = "MODELARTS_INIT_RESTART")]
+    pub restart: When,
+
+    /// The delay before a restart: MIN first, doubling up to MAX; back to
+    /// MIN once the child has been ready for 60 s.
+    #[arg(long, value_name = "MIN..MAX", default_value = "1s..30s", value_parser = parse_backoff,
+          env = "MODELARTS_INIT_RESTART_BACKOFF")]
+    pub restart_backoff: (Duration, Duration),
+
+    /// At most this many restarts within --restart-window; at the next
+    /// exit, exit with the child's status.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 5,
+        env = "MODELARTS_INIT_MAX_RESTARTS"
+    )]
+    pub max_restarts: u32,
+
+    /// The window --max-restarts counts in.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration,
+          env = "MODELARTS_INIT_RESTART_WINDOW")]
+    pub restart_window: Duration,
 }
 
 /// The R8 shutdown timeline; shared by wrap mode and the mnist server.
@@ -319,6 +357,19 @@ pub fn report_usage_error(e: clap::Error) -> u8 {
     }
 }
 
+/// Parses `MIN..MAX` (two durations, MIN at most MAX) for
+/// `--restart-backoff`.
+pub fn parse_backoff(text: &str) -> Result<(Duration, Duration), String> {
+    let (min, max) = text
+        .split_once("..")
+        .ok_or_else(|| format!("{text:?} is not a range; use MIN..MAX, e.g. 1s..30s"))?;
+    let (min, max) = (parse_duration(min)?, parse_duration(max)?);
+    if min > max {
+        return Err(format!("{text:?}: MIN is larger than MAX"));
+    }
+    Ok((min, max))
+}
+
 /// Parses `60`, `60s`, `500ms`, `2m`, `1h` or `1.5s` into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -358,6 +409,19 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1e400").is_err());
+    }
+
+    #[test]
+    fn backoff_ranges() {
+        let s = Duration::from_secs;
+        assert_eq!(parse_backoff("1s..30s"), Ok((s(1), s(30))));
+        assert_eq!(
+            parse_backoff("500ms..2"),
+            Ok((Duration::from_millis(500), s(2)))
+        );
+        assert!(parse_backoff("30s..1s").is_err());
+        assert!(parse_backoff("1s").is_err());
+        assert!(parse_backoff("1s..x").is_err());
     }
 
     #[test]

@@ -110,6 +110,14 @@ impl WrapConfig {
             signal_group: sup.signal_group,
             timeline: Timeline {
                 stop_signal: sup.stop_signal,
+                leftover_grace: sup.leftover_grace,
+                restart: restart::Policy {
+                    when: sup.restart,
+                    backoff_min: sup.restart_backoff.0,
+                    backoff_max: sup.restart_backoff.1,
+                    max_restarts: sup.max_restarts,
+                    window: sup.restart_window,
+                },
                 ..timeline(&sup.timeline)
             },
             log_format: args.log.log_format,

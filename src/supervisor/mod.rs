@@ -107,11 +107,13 @@ impl Processes for Supervised {
     }
 
     fn signal_leftovers(&mut self, group: Option<i32>, signal: i32) -> usize {
+        // Scanned first, so that the count is of the live processes the
+        // signal is for (once signalled, a killed one is a zombie).
+        let tree = tree::Tree::below(nix::unistd::getpid(), false);
         if let Some(g) = group {
             // SAFETY: killpg(3) with plain integers.
             unsafe { libc::killpg(g, signal) };
         }
-        let tree = tree::Tree::below(nix::unistd::getpid(), false);
         for pid in tree.pids() {
             // SAFETY: kill(2) with plain integers.
             unsafe { libc::kill(pid.as_raw(), signal) };

@@ -56,7 +56,8 @@ where
     let (mut signals_open, mut verdicts_open, mut front_open) = (true, true, true);
     // The group of the child last started: leftovers are looked for there.
     let mut group = machine.child_pid();
-    let mut sweeps = 0usize;
+    // SIGKILL sweeps in a row, and how many processes the last one found.
+    let (mut sweeps, mut left) = (0usize, 0usize);
     loop {
         while let Some(input) = inputs.pop_front() {
             for effect in machine.on(Instant::now(), input) {
@@ -72,16 +73,20 @@ where
                             continue;
                         }
                         let sig = if kill { libc::SIGKILL } else { libc::SIGTERM };
-                        let count = procs.signal_leftovers(group, sig);
+                        left = procs.signal_leftovers(group, sig);
                         sweeps = if kill { sweeps + 1 } else { 0 };
-                        if sweeps <= 1 && count > 0 {
+                        if sweeps <= 1 && left > 0 {
                             tracing::info!(
-                                count,
+                                count = left,
                                 signal = %signals::name(sig),
                                 "signal to the processes left below us"
                             );
                         }
                     }
+                    Effect::Abandon => tracing::warn!(
+                        count = left,
+                        "processes survive SIGKILL (stuck in the kernel?): exiting without them"
+                    ),
                     Effect::Spawn => {
                         sweeps = 0;
                         inputs.push_back(match procs.spawn() {

@@ -76,6 +76,8 @@ pub enum Effect {
     KillAll,
     /// Start the child again.
     Spawn,
+    /// Stop waiting for what survived the SIGKILL (stuck in the kernel).
+    Abandon,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -512,10 +514,7 @@ impl Machine {
             }
             Phase::Ending { kill_at, then } if now >= kill_at => self.kill(now, then, fx),
             Phase::Killing { give_up, then, .. } if now >= give_up => {
-                tracing::warn!(
-                    elapsed_ms = self.elapsed_ms(now),
-                    "processes survive SIGKILL (stuck in the kernel?): exiting without them"
-                );
+                fx.push(Effect::Abandon);
                 self.after_leftovers(now, then, fx);
             }
             Phase::Killing {

@@ -1128,6 +1128,76 @@ exit 3
 }
 
 #[test]
+fn leftovers_get_sigterm_then_sigkill_and_are_reaped_before_we_exit() {
+    let dir = TempDir::new("leftover");
+    // The child leaves two workers: one that stops on SIGTERM (after
+    // recording it) and one that ignores it; then it exits on its own.
+    let script = r#"
+sh -c 'trap "date +%s.%N > \"$1/polite_term\"; exit 0" TERM; echo $$ > "$1/polite.pid"; while :; do sleep 0.05; done' polite "$1" &
+sh -c 'trap "" TERM; echo $$ > "$1/stubborn.pid"; exec sleep 1000' stubborn "$1" &
+while [ ! -s "$1/polite.pid" ] || [ ! -s "$1/stubborn.pid" ]; do sleep 0.02; done
+echo ready > "$1/ready"
+while [ ! -e "$1/go" ]; do sleep 0.02; done
+exit 4
+"#;
+    // As a child subreaper, the wrapper inherits whatever modelarts-init
+    // leaves: zombies it did not reap included.
+    let mut cmd = scrubbed_command("python3");
+    cmd.arg(repo().join("tests/py/subreaper.py"))
+        .arg(bin())
+        .args(["--no-proxy", "--leftover-grace", "1s", "--"])
+        .args(["sh", "-c", script, "sh", dir.str()]);
+    let mut r = Running::spawn(cmd);
+    wait_ready(&r, &dir);
+    let polite = read_pid_file(&dir.join("polite.pid"), secs(5));
+    let stubborn = read_pid_file(&dir.join("stubborn.pid"), secs(5));
+    r.track_pid(polite);
+    r.track_pid(stubborn);
+    let go = epoch_now();
+    fs::write(dir.join("go"), "").unwrap();
+    r.finish(secs(15));
+    let out = r.stdout.text();
+    assert!(out.contains("EXIT 4\n"), "the child's status\n{}", r.dump());
+    assert!(
+        out.contains("LEFT 0 \n"),
+        "modelarts-init left processes or zombies to its parent\n{}",
+        r.dump()
+    );
+    let term_after = read_epoch(&dir.join("polite_term")) - go;
+    assert!(
+        term_after < 1.0,
+        "the polite worker got SIGTERM {term_after:.3} s after the child's exit\n{}",
+        r.dump()
+    );
+    for (name, pid) in [("polite", polite), ("stubborn", stubborn)] {
+        assert!(
+            is_gone(pid),
+            "{name} worker {pid} survived: {:?}",
+            stat(pid)
+        );
+    }
+    // The stubborn one got its SIGKILL after the 1 s grace, logged with
+    // counts.
+    let sigkill = out
+        .lines()
+        .find(|l| l.contains("signal to the processes left below us") && l.contains("SIGKILL"))
+        .unwrap_or_else(|| panic!("no SIGKILL step logged\n{}", r.dump()));
+    assert!(sigkill.contains("count=1"), "{sigkill}");
+    let sigterm = out
+        .lines()
+        .find(|l| l.contains("signal to the processes left below us") && l.contains("SIGTERM"))
+        .unwrap_or_else(|| panic!("no SIGTERM step logged\n{}", r.dump()));
+    // The two workers, and the polite one's `sleep` if it was running.
+    let count = sigterm
+        .split("count=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(matches!(count, Some(2 | 3)), "{sigterm}");
+    assert_no_panic(&r);
+}
+
+#[test]
 fn child_exit_kills_lingering_process_group() {
     let dir = TempDir::new("linger");
     let script = r#"
