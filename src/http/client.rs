@@ -1,48 +1,153 @@
-//! The `health` verb: a one-shot HTTP GET for Docker's HEALTHCHECK in
-//! images without curl.
+//! The one HTTP/1 client of the crate: the proxy's upstream connections,
+//! the readiness probe and the `health` verb all open connections here.
 //!
-//! Owns: fetching one URL and saying whether it answered 200. Must not:
-//! retry or follow redirects; the caller's HEALTHCHECK does the retrying.
+//! Owns: connecting (bounded, no Nagle), hyper's client handshake and its
+//! connection driver, a one-shot GET, and errors that say what happened in
+//! words a person can act on. Must not: pool, retry or follow redirects;
+//! callers decide that.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http_body_util::Empty;
+use hyper::body::Body as HttpBody;
+use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// GETs `url` (http only) and returns its status, or a message saying why
-/// there is none.
-pub async fn get_status(url: &str, timeout: Duration) -> Result<StatusCode, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{url:?}: only http:// URLs are supported"));
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No TCP connection: refused, unreachable.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection or the answer took longer than allowed.
+    #[error("no answer from {addr} within {} ms", .after.as_millis())]
+    TimedOut { addr: String, after: Duration },
+    /// The HTTP exchange failed (closed early, invalid answer).
+    #[error("HTTP request to {addr} failed: {source}")]
+    Http {
+        addr: String,
+        #[source]
+        source: hyper::Error,
+    },
+    /// The URL is not one we can fetch.
+    #[error("{0}")]
+    Url(String),
+}
+
+impl ClientError {
+    /// A short word for what happened, for logs: refused, timed out, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                "refused"
+            }
+            ClientError::Connect { .. } => "unreachable",
+            ClientError::TimedOut { .. } => "timed out",
+            ClientError::Http { .. } => "bad answer",
+            ClientError::Url(_) => "bad url",
+        }
     }
-    let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
-    let authority = format!("{host}:{port}");
+}
+
+/// Opens an HTTP/1 connection to `addr` (TCP within `connect_timeout`) and
+/// spawns its driver, with upgrades allowed. The driver ends when the
+/// connection closes: when the server closes it, or when the returned
+/// sender is dropped while idle or after an unfinished response.
+pub async fn connect<B>(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> Result<SendRequest<B>, ClientError>
+where
+    B: HttpBody + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(source)) => {
+            return Err(ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })
+        }
+        Err(_) => {
+            return Err(ClientError::TimedOut {
+                addr: addr.to_string(),
+                after: connect_timeout,
+            })
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ClientError::Http {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// GETs `path` from `addr` on a new connection, with `host` as `Host`, all
+/// within `timeout`; returns the status.
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<StatusCode, ClientError> {
     let fetch = async {
-        let stream = TcpStream::connect(authority.as_str())
-            .await
-            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP handshake with {authority} failed: {e}"))?;
-        tokio::spawn(conn);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut sender = connect::<Empty<Bytes>>(addr, timeout).await?;
         let req = Request::get(path)
-            .header(hyper::header::HOST, authority.as_str())
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
+            .header(hyper::header::HOST, host)
+            .body(Empty::new())
+            .map_err(|e| ClientError::Url(format!("{path:?}: {e}")))?;
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| format!("GET {url} failed: {e}"))?;
+            .map_err(|source| ClientError::Http {
+                addr: addr.to_string(),
+                source,
+            })?;
         Ok(resp.status())
     };
     tokio::time::timeout(timeout, fetch)
         .await
-        .map_err(|_| format!("GET {url}: no answer within {} ms", timeout.as_millis()))?
+        .map_err(|_| ClientError::TimedOut {
+            addr: addr.to_string(),
+            after: timeout,
+        })?
+}
+
+/// The `health` verb: GETs `url` (http only) and returns its status.
+pub async fn get_url(url: &str, timeout: Duration) -> Result<StatusCode, ClientError> {
+    let bad = |what: String| ClientError::Url(format!("{url:?} {what}"));
+    let uri: Uri = url.parse().map_err(|e| bad(format!("is not a URL: {e}")))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad("is not supported: only http:// URLs are".into()));
+    }
+    let host = uri.host().ok_or_else(|| bad("has no host".into()))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let authority = format!("{host}:{port}");
+    let addr = tokio::net::lookup_host(authority.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| bad(format!("names a host that does not resolve: {host}")))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    get(addr, &authority, path, timeout).await
 }

@@ -10,12 +10,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http_body_util::Empty;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use tokio::net::TcpStream;
 
-use super::{json, Body};
+use super::{client, json, Body};
 use crate::lifecycle::{Lifecycle, State};
 
 /// Probe period until the upstream is first ready.
@@ -82,31 +80,13 @@ impl Probe {
     /// One probe, bounded by the probe interval (at least 1 s).
     async fn check(&self) -> bool {
         let limit = self.interval.max(Duration::from_secs(1));
-        tokio::time::timeout(limit, self.check_once())
-            .await
-            .unwrap_or(false)
-    }
-
-    async fn check_once(&self) -> bool {
-        let Ok(stream) = TcpStream::connect(self.upstream).await else {
-            return false;
-        };
         let Some(path) = &self.path else {
-            return true;
+            let connect = TcpStream::connect(self.upstream);
+            return matches!(tokio::time::timeout(limit, connect).await, Ok(Ok(_)));
         };
-        let Ok((mut sender, conn)) =
-            hyper::client::conn::http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-                .await
-        else {
-            return false;
-        };
-        tokio::spawn(conn);
-        let req = Request::get(path.as_str())
-            .header(hyper::header::HOST, self.upstream.to_string())
-            .body(Empty::new());
-        let Ok(req) = req else { return false };
-        match sender.send_request(req).await {
-            Ok(resp) => resp.status().is_success() || resp.status().is_redirection(),
+        let host = self.upstream.to_string();
+        match client::get(self.upstream, &host, path, limit).await {
+            Ok(status) => status.is_success() || status.is_redirection(),
             Err(_) => false,
         }
     }

@@ -12,14 +12,14 @@ use crate::model_config::ModelConfig;
 
 /// `health`: 0 if the URL answers 200, else 1 with the reason on stderr.
 pub(super) async fn health(args: HealthArgs) -> Result<u8, Error> {
-    match crate::http::client::get_status(&args.url, args.timeout).await {
+    match crate::http::client::get_url(&args.url, args.timeout).await {
         Ok(s) if s == hyper::StatusCode::OK => Ok(0),
         Ok(s) => {
             eprintln!("modelarts-init: {} answered {s}", args.url);
             Ok(1)
         }
-        Err(message) => {
-            eprintln!("modelarts-init: {message}");
+        Err(e) => {
+            eprintln!("modelarts-init: {e}");
             Ok(1)
         }
     }

@@ -1,0 +1,191 @@
+//! Header policy of the proxy: what goes upstream and what comes back.
+//!
+//! Owns: dropping hop-by-hop headers (RFC 9110 7.6.1) and those that
+//! `Connection` names, `X-Forwarded-For`/`-Proto`, the request target in
+//! origin form, and recognising an upgrade request. Must not: send
+//! anything or decide answers.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::Uri;
+
+use super::lock;
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1),
+/// plus the non-standard ones proxies also drop.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Removes hop-by-hop headers and those that `Connection` names. For an
+/// upgrade, `upgrade` is the `Upgrade` value to keep, and `Connection:
+/// upgrade` is put back.
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    // `close` and `keep-alive`, the usual tokens, name nothing to remove
+    // beyond HOP_BY_HOP: no list to build for them.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
+        .filter_map(|t| HeaderName::try_from(t).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether the request asks for a protocol upgrade (`Connection: upgrade`
+/// and an `Upgrade` header), as WebSocket clients do.
+pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Puts the request target in origin form (path and query), as sent to a
+/// server that is not a proxy. Already the case for nearly every request;
+/// absolute-form targets lose their scheme and authority. False if that
+/// leaves no valid target.
+pub(super) fn origin_form(uri: &mut Uri) -> bool {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return true;
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    match Uri::try_from(path) {
+        Ok(origin) => {
+            *uri = origin;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// `X-Forwarded-For` and `X-Forwarded-Proto`.
+#[derive(Debug, Default)]
+pub(super) struct Forwarded {
+    /// The last client address and its `X-Forwarded-For` value: clients
+    /// behind a balancer come from a few addresses, so this saves building
+    /// the value for nearly every request.
+    last: Mutex<Option<(IpAddr, HeaderValue)>>,
+}
+
+impl Forwarded {
+    /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`
+    /// unless a proxy in front of us already did.
+    pub(super) fn add(&self, headers: &mut HeaderMap, peer: IpAddr) {
+        let name = HeaderName::from_static("x-forwarded-for");
+        let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+            Some(before) => HeaderValue::try_from(format!("{before}, {peer}")).ok(),
+            None => Some(self.for_client(peer)),
+        };
+        if let Some(v) = value {
+            headers.insert(name, v);
+        }
+        headers
+            .entry(HeaderName::from_static("x-forwarded-proto"))
+            .or_insert(HeaderValue::from_static("http"));
+    }
+
+    /// The `X-Forwarded-For` value for a client at `ip` with no earlier
+    /// proxy.
+    fn for_client(&self, ip: IpAddr) -> HeaderValue {
+        let mut last = lock(&self.last);
+        match &*last {
+            Some((cached, value)) if *cached == ip => value.clone(),
+            _ => {
+                let value = HeaderValue::try_from(ip.to_string())
+                    .expect("an IP address is a valid header value");
+                *last = Some((ip, value.clone()));
+                value
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, None);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrade_is_kept_for_websockets() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(wants_upgrade(&h));
+        let proto = h.get(header::UPGRADE).cloned();
+        strip_hop_by_hop(&mut h, proto);
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let f = Forwarded::default();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        f.add(&mut h, "127.0.0.1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        // The cached value follows the client's address.
+        for ip in ["10.1.1.1", "10.1.1.1", "10.2.2.2"] {
+            let mut h = HeaderMap::new();
+            f.add(&mut h, ip.parse().unwrap());
+            assert_eq!(h["x-forwarded-for"], ip);
+        }
+    }
+
+    #[test]
+    fn targets_go_upstream_in_origin_form() {
+        for (from, to) in [
+            ("/a/b?c=d", "/a/b?c=d"),
+            ("http://example.com/a?b", "/a?b"),
+            ("http://example.com", "/"),
+            ("*", "*"),
+        ] {
+            let mut uri: Uri = from.parse().unwrap();
+            assert!(origin_form(&mut uri), "{from}");
+            assert_eq!(uri.to_string(), to, "{from}");
+        }
+    }
+}
