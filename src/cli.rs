@@ -12,6 +12,7 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::filter::Targets;
 
 pub use crate::timeline::restart::When;
 
@@ -140,14 +141,12 @@ pub struct FrontArgs {
           env = "MODELARTS_INIT_KEEP_ALIVE")]
     pub keep_alive: Duration,
 
-    /// Concurrent client connections; more wait in the listen backlog.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 10_000,
-        env = "MODELARTS_INIT_MAX_CONNECTIONS"
-    )]
-    pub max_connections: usize,
+    /// Client connections held at once, in all. At the limit, the
+    /// connection idle the longest is closed to make room (as nginx does);
+    /// when none is idle, more wait in the listen backlog. Default: what
+    /// the open-files limit allows, (limit - 64) / 2, logged at start.
+    #[arg(long, value_name = "N", env = "MODELARTS_INIT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 
     /// Answer 504 if the response has not started after this long (R9:
     /// the platform fails synchronous requests past 60 s). Default: off.
@@ -179,9 +178,13 @@ pub struct ProxyArgs {
     )]
     pub upstream: SocketAddr,
 
-    /// Readiness = GET of this path on the upstream answers 2xx or 3xx.
-    /// Default: readiness = a TCP connection to the upstream succeeds.
-    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_UPSTREAM_HEALTH")]
+    /// What proves the upstream ready. PATH: a GET of PATH answers 2xx or
+    /// 3xx, every --probe-interval; `tcp`: a TCP connection is accepted.
+    /// Default: until first ready, config.json's health.url (else /health)
+    /// answers 2xx/3xx, or, where that is 404, `/` answers below 500 (a
+    /// worker runs the app); after that a TCP connect, and the HTTP probe
+    /// again only when no proxied request has succeeded for 30 s.
+    #[arg(long, value_name = "PATH|tcp", env = "MODELARTS_INIT_UPSTREAM_HEALTH")]
     pub upstream_health: Option<String>,
 
     /// Time between readiness probes.
@@ -200,6 +203,13 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration,
           env = "MODELARTS_INIT_UPSTREAM_IDLE_TIMEOUT")]
     pub upstream_idle_timeout: Duration,
+
+    /// Cut a streamed response (server-sent events, chunked) whose upstream
+    /// sends no data for this long, closing the client's connection (a head
+    /// was already sent). Default: the value of --request-timeout, else off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          env = "MODELARTS_INIT_STREAM_IDLE_TIMEOUT")]
+    pub stream_idle_timeout: Option<Duration>,
 
     /// A ModelArts config.json: its health.url becomes the health path, its
     /// health timings the patience after which a slow start is logged.
@@ -302,11 +312,26 @@ pub struct TimelineArgs {
 }
 
 /// Logging settings.
-#[derive(Debug, Args, Clone, Copy)]
+#[derive(Debug, Args, Clone)]
 pub struct LogArgs {
     /// Format of our own log lines on stdout (R4).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "MODELARTS_INIT_LOG_FORMAT")]
     pub log_format: LogFormat,
+
+    /// Which of our own lines to write: error, warn, info or debug, or
+    /// RUST_LOG-style targets (`info,modelarts_init::http=debug`). Default:
+    /// RUST_LOG if set, else info.
+    #[arg(long, value_name = "LEVEL|FILTER", value_parser = parse_log_filter,
+          env = "MODELARTS_INIT_LOG_LEVEL")]
+    pub log_level: Option<Targets>,
+}
+
+/// Parses `--log-level`: a level, or `target=level` pairs after an optional
+/// default level, comma-separated.
+pub fn parse_log_filter(text: &str) -> Result<Targets, String> {
+    text.parse::<Targets>().map_err(|e| {
+        format!("{text:?} is not a log level or filter ({e}); use error, warn, info or debug")
+    })
 }
 
 /// Format of modelarts-init's own log lines.

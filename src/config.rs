@@ -12,8 +12,11 @@ use std::time::Duration;
 use crate::cli::{
     Cli, Command, FrontArgs, HealthArgs, LogFormat, MnistArgs, ProxyArgs, TimelineArgs, WrapArgs,
 };
+use tracing_subscriber::filter::Targets;
+
 use crate::error::Error;
-use crate::http::health::Probe;
+use crate::http::probe::{Probe, Readiness};
+use crate::http::proxy;
 use crate::http::FrontConfig;
 use crate::model_config::ModelConfig;
 use crate::supervisor::{ChildSpec, Credentials};
@@ -47,6 +50,15 @@ impl Mode {
             Mode::Health(_) | Mode::CheckConfig(_) => LogFormat::Text,
         }
     }
+
+    /// Which of our own log lines to write.
+    pub fn log_filter(&self) -> Targets {
+        match self {
+            Mode::Wrap(c) => c.log_filter.clone(),
+            Mode::Mnist(c) => c.log_filter.clone(),
+            Mode::Health(_) | Mode::CheckConfig(_) => log_filter(None),
+        }
+    }
 }
 
 /// Everything wrap mode needs.
@@ -56,6 +68,7 @@ pub struct WrapConfig {
     pub signal_group: bool,
     pub timeline: Timeline,
     pub log_format: LogFormat,
+    pub log_filter: Targets,
     /// The HTTP front and its upstream; `None` with `--no-proxy`.
     pub proxy: Option<ProxyConfig>,
 }
@@ -66,7 +79,7 @@ pub struct ProxyConfig {
     pub front: FrontConfig,
     pub upstream: SocketAddr,
     pub probe: Probe,
-    pub idle_timeout: Duration,
+    pub proxy: proxy::Settings,
     /// Threads serving client connections (`--proxy-threads`), at least 1.
     pub threads: usize,
 }
@@ -78,6 +91,7 @@ pub struct MnistConfig {
     pub timeline: Timeline,
     pub max_image_bytes: u64,
     pub log_format: LogFormat,
+    pub log_filter: Targets,
 }
 
 impl WrapConfig {
@@ -121,6 +135,7 @@ impl WrapConfig {
                 ..timeline(&sup.timeline)
             },
             log_format: args.log.log_format,
+            log_filter: log_filter(args.log.log_level.clone()),
             proxy,
         })
     }
@@ -137,23 +152,36 @@ impl ProxyConfig {
                 proxy.upstream, front.listen
             )));
         }
-        if let Some(p) = &proxy.upstream_health {
-            check_path("--upstream-health", p)?;
-        }
+        let readiness = match proxy.upstream_health.as_deref() {
+            None => Readiness::Auto {
+                health_path: health.map_or_else(|| "/health".to_owned(), |h| h.url.clone()),
+            },
+            Some(tcp) if tcp.eq_ignore_ascii_case("tcp") => Readiness::Tcp,
+            Some(path) => {
+                check_path("--upstream-health", path)?;
+                Readiness::Path(path.to_owned())
+            }
+        };
         if proxy.proxy_threads == 0 {
             return Err(Error::Config("--proxy-threads must be at least 1".into()));
         }
+        let settings = proxy::Settings {
+            upstream: proxy.upstream,
+            idle_timeout: proxy.upstream_idle_timeout,
+            max_body: front.max_body,
+            stream_idle_timeout: proxy.stream_idle_timeout.or(front.request_timeout),
+        };
         Ok(ProxyConfig {
             front,
             upstream: proxy.upstream,
             probe: Probe {
                 upstream: proxy.upstream,
-                path: proxy.upstream_health.clone(),
+                readiness,
                 interval: proxy.probe_interval.max(Duration::from_millis(10)),
                 unhealthy_after: proxy.unhealthy_after,
                 patience: health.map(|h| Duration::from_secs(h.patience_seconds())),
             },
-            idle_timeout: proxy.upstream_idle_timeout,
+            proxy: settings,
             threads: proxy.proxy_threads,
         })
     }
@@ -166,8 +194,19 @@ impl MnistConfig {
             timeline: timeline(&args.timeline),
             max_image_bytes: args.max_image_bytes,
             log_format: args.log.log_format,
+            log_filter: log_filter(args.log.log_level.clone()),
         })
     }
+}
+
+/// `--log-level`, else RUST_LOG (if it parses), else info.
+fn log_filter(flag: Option<Targets>) -> Targets {
+    flag.or_else(|| {
+        std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| crate::cli::parse_log_filter(&v).ok())
+    })
+    .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
 fn timeline(args: &TimelineArgs) -> Timeline {
@@ -197,7 +236,7 @@ fn front_config(args: &FrontArgs, declared_health: Option<&str>) -> Result<Front
             )));
         }
     }
-    if args.max_connections == 0 {
+    if args.max_connections == Some(0) {
         return Err(Error::Config("--max-connections must be at least 1".into()));
     }
     Ok(FrontConfig {

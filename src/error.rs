@@ -78,3 +78,52 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes, one after the other (`a: b: c`), for log lines:
+/// hyper's errors say only "connection error" until their cause is shown.
+/// A cause already spelled out by the error before it is not repeated.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("upstream request failed")]
+    struct Outer(#[source] io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot connect: {0}")]
+    struct Repeats(#[source] io::Error);
+
+    #[test]
+    fn causes_follow_once() {
+        let e = Outer(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "reset by peer",
+        ));
+        assert_eq!(
+            Chain(&e).to_string(),
+            "upstream request failed: reset by peer"
+        );
+        let e = Repeats(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(Chain(&e).to_string(), "cannot connect: refused");
+    }
+}

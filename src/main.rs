@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         Ok(mode) => mode,
         Err(e) => return fail(e),
     };
-    let _log = logging::init(mode.log_format());
+    let _log = logging::init(mode.log_format(), &mode.log_filter());
     match run(mode) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

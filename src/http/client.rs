@@ -17,6 +17,10 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+/// Who we are, in the requests we make ourselves (the readiness probe, the
+/// `health` verb), so that they can be told apart in an access log.
+pub const USER_AGENT: &str = concat!("modelarts-init/", env!("CARGO_PKG_VERSION"));
+
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -59,6 +63,21 @@ impl ClientError {
     }
 }
 
+/// A TCP connection to `addr`, within `timeout`.
+pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(source)) => Err(ClientError::Connect {
+            addr: addr.to_string(),
+            source,
+        }),
+        Err(_) => Err(ClientError::TimedOut {
+            addr: addr.to_string(),
+            after: timeout,
+        }),
+    }
+}
+
 /// Opens an HTTP/1 connection to `addr` (TCP within `connect_timeout`) and
 /// spawns its driver, with upgrades allowed. The driver ends when the
 /// connection closes: when the server closes it, or when the returned
@@ -72,21 +91,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => {
-            return Err(ClientError::Connect {
-                addr: addr.to_string(),
-                source,
-            })
-        }
-        Err(_) => {
-            return Err(ClientError::TimedOut {
-                addr: addr.to_string(),
-                after: connect_timeout,
-            })
-        }
-    };
+    let stream = tcp(addr, connect_timeout).await?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
@@ -114,6 +119,7 @@ pub async fn get(
         let mut sender = connect::<Empty<Bytes>>(addr, timeout).await?;
         let req = Request::get(path)
             .header(hyper::header::HOST, host)
+            .header(hyper::header::USER_AGENT, USER_AGENT)
             .body(Empty::new())
             .map_err(|e| ClientError::Url(format!("{path:?}: {e}")))?;
         let resp = sender

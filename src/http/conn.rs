@@ -79,7 +79,12 @@ pub struct ConnClock {
     request_flags: AtomicU8,
     /// A response has left `Front` and its head is not written yet.
     head_pending: AtomicBool,
+    /// A response body is being sent.
+    streaming: AtomicBool,
     exited: AtomicBool,
+    /// Closed to make room for a new connection (`--max-connections`).
+    evict: tokio::sync::Notify,
+    evicted: AtomicBool,
 }
 
 impl ConnClock {
@@ -93,7 +98,10 @@ impl ConnClock {
             wrote: AtomicBool::new(false),
             request_flags: AtomicU8::new(0),
             head_pending: AtomicBool::new(false),
+            streaming: AtomicBool::new(false),
             exited: AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
+            evicted: AtomicBool::new(false),
         }
     }
 
@@ -156,6 +164,39 @@ impl ConnClock {
     /// 503 the next time it is polled.
     pub fn set_exited(&self) {
         self.exited.store(true, Relaxed);
+    }
+
+    /// A response body starts being sent.
+    pub fn stream_started(&self) {
+        self.streaming.store(true, Relaxed);
+    }
+
+    /// The response body has been sent (or dropped).
+    pub fn stream_ended(&self) {
+        self.streaming.store(false, Relaxed);
+        self.last_active.store(self.millis(Instant::now()), Relaxed);
+    }
+
+    /// Since when the connection has been idle: no request in progress, no
+    /// answer being sent. `None` when busy.
+    pub fn idle_since(&self) -> Option<Instant> {
+        let busy = self.request_started.load(Relaxed) != 0
+            || self.streaming.load(Relaxed)
+            || self.head_pending.load(Relaxed)
+            || self.evicted.load(Relaxed);
+        (!busy).then(|| self.at(self.last_active.load(Relaxed)))
+    }
+
+    /// Asks the connection to close (it is the one idle the longest and a
+    /// new client needs its slot).
+    pub fn evict(&self) {
+        self.evicted.store(true, Relaxed);
+        self.evict.notify_one();
+    }
+
+    /// Resolves once [`ConnClock::evict`] was called.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
     }
 
     /// Whether the child has exited (see [`ConnClock::set_exited`]).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
-use super::{server, status, App, Front};
+use super::{limit, server, status, App, Front};
 use crate::error::Error;
 
 /// How long, after the timeline ends, open connections get to send the
@@ -23,11 +23,32 @@ pub fn start_front<A: App>(
     listener: tokio::net::TcpListener,
     front: Arc<Front<A>>,
 ) -> Shared<BoxFuture<'static, ()>> {
+    let max = connection_limit(&front, 1);
+    serve_here(listener, front, max)
+}
+
+/// Raises the open-files limit and logs the connection limit it allows;
+/// returns each of `threads` fronts' share.
+fn connection_limit<A>(front: &Front<A>, threads: usize) -> usize {
     server::raise_nofile_limit();
+    let (max, nofile) = limit::connection_limit(front.config.max_connections);
+    match nofile {
+        Some(nofile) => tracing::info!(max_connections = max, open_files_limit = nofile,
+            "connection limit: (open-files limit - {}) / 2; past it, idle connections are closed to make room", limit::RESERVED_FDS),
+        None => tracing::info!(max_connections = max, "connection limit (--max-connections)"),
+    }
+    max.div_ceil(threads).max(1)
+}
+
+fn serve_here<A: App>(
+    listener: tokio::net::TcpListener,
+    front: Arc<Front<A>>,
+    max_connections: usize,
+) -> Shared<BoxFuture<'static, ()>> {
     if front.status.is_some() {
         tokio::spawn(status::log_changes(front.clone()));
     }
-    tokio::spawn(server::serve(listener, front))
+    tokio::spawn(server::serve(listener, front, max_connections))
         .map(|_| ())
         .boxed()
         .shared()
@@ -41,7 +62,8 @@ pub fn start_fronts<A: App>(
     front: Arc<Front<A>>,
     extra: Vec<(std::net::TcpListener, Arc<Front<A>>)>,
 ) -> Result<Shared<BoxFuture<'static, ()>>, Error> {
-    let mut done = vec![start_front(listener, front).boxed()];
+    let max = connection_limit(&front, 1 + extra.len());
+    let mut done = vec![serve_here(listener, front, max).boxed()];
     for (n, (listener, front)) in extra.into_iter().enumerate() {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let os = |source| Error::Os {
@@ -57,7 +79,7 @@ pub fn start_fronts<A: App>(
             .spawn(move || {
                 runtime.block_on(async move {
                     match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => server::serve(listener, front).await,
+                        Ok(listener) => server::serve(listener, front, max).await,
                         Err(e) => tracing::error!(error = %e, "proxy thread cannot listen"),
                     }
                 });

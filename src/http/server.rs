@@ -6,8 +6,9 @@
 //! keep-alive of rule R7 and the slowloris cut (a client that has not sent
 //! a whole request head for that long is dropped), the R9 warning and the
 //! request timeout. hyper's own per-request header timer is not used.
-//! `--max-connections` bounds the connections we hold; more wait in the
-//! kernel's backlog.
+//! `--max-connections` bounds the connections we hold (see `limit`): at the
+//! limit the one idle the longest is closed to make room; when all are
+//! busy, more wait in the kernel's backlog.
 //!
 //! The stop follows the lifecycle: nothing changes while Draining (R8 wants
 //! service to go on, and closing idle keep-alive connections now would break
@@ -26,7 +27,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
 use super::conn::{ConnClock, Io, Next};
-use super::{App, Front, MAX_HEADER_BYTES};
+use super::limit::{Episode, Registry};
+use super::{App, Body, Front, MAX_HEADER_BYTES};
 use crate::error::Error;
 use crate::lifecycle::State;
 
@@ -85,7 +87,10 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, Error>
 
 /// Serves `front` on `listener` until the lifecycle reaches Stopping, then
 /// stops accepting and returns once every open connection has finished.
-pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
+/// At most `max_connections` connections are open at once: at the limit,
+/// the one idle the longest is closed to make room for a new client; when
+/// none is idle, new clients wait in the kernel's backlog.
+pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_connections: usize) {
     let mut builder = http1::Builder::new();
     // No hyper timer: without one hyper arms no header-read timer of its
     // own per request; the connection's clock does that job.
@@ -93,7 +98,9 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
     // Each connection's task holds a receiver: `closed()` below waits for
     // the last one to end.
     let open = tokio::sync::watch::Sender::new(());
-    let slots = Arc::new(Semaphore::new(front.config.max_connections));
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let registry = Arc::new(Registry::default());
+    let (mut at_limit, mut failing) = (Episode::default(), Episode::default());
     let mut state = front.lifecycle.subscribe();
 
     loop {
@@ -101,16 +108,58 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
         let accepted = tokio::select! {
             biased;
             _ = stopping => break,
-            accepted = accept(&listener, &slots) => accepted,
+            accepted = listener.accept() => accepted,
         };
-        let (stream, peer, slot) = match accepted {
-            Ok(a) => a,
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                if let Some((ms, failed, _)) = failing.end() {
+                    tracing::info!(failed, over_ms = ms, "accepting connections again");
+                }
+                a
+            }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the
                 // connection stays in the backlog.
-                tracing::warn!(error = %e, "accept failed");
+                failing.first += 1;
+                if failing.begin() {
+                    tracing::warn!(error = %e, "cannot accept connections (logged once until it works again)");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
+            }
+        };
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                if let Some((ms, closed, waited)) = at_limit.end() {
+                    tracing::info!(
+                        max_connections,
+                        idle_closed = closed,
+                        waited,
+                        over_ms = ms,
+                        "below the connection limit again"
+                    );
+                }
+                slot
+            }
+            Err(_) => {
+                if registry.evict_idlest() {
+                    at_limit.first += 1;
+                } else {
+                    at_limit.second += 1;
+                }
+                if at_limit.begin() {
+                    tracing::warn!(max_connections,
+                        "connection limit reached: closing the connections idle the longest to make room (--max-connections)");
+                }
+                let stopping = state.wait_for(|s| s.state >= State::Stopping);
+                tokio::select! {
+                    biased;
+                    _ = stopping => break,
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -118,6 +167,7 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
             front.config.keep_alive,
             front.config.request_timeout,
         ));
+        let id = registry.add(clock.clone());
         let service = {
             let (front, clock) = (front.clone(), clock.clone());
             service_fn(move |req| {
@@ -125,16 +175,14 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
                 async move {
                     let resp = front.handle(req, peer, &clock).await;
                     clock.response_ready();
-                    Ok::<_, std::convert::Infallible>(resp)
+                    Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked::new(body, clock)))
                 }
             })
         };
         let conn = builder
             .serve_connection(Io::new(TokioIo::new(stream), clock.clone()), service)
             .with_upgrades();
-        // hyper-util's GracefulShutdown does not take upgradeable
-        // connections, so each connection follows the lifecycle itself.
-        let open_guard = open.subscribe();
+        let done = (open.subscribe(), slot, registry.clone());
         let mut lifecycle = front.lifecycle.subscribe();
         // Seen first thing, in case the stop came between the accept and
         // this subscription.
@@ -142,8 +190,10 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
         // The connection's task, to its end: polls hyper's connection,
         // fires the clock's timer, and follows the lifecycle (at Stopping,
         // no more requests on it: hyper closes it once idle; at Exited, the
-        // open request is answered 503). Errors from hyper are the
-        // client's (reset, bad request); hyper has answered what it could.
+        // open request is answered 503). hyper-util's GracefulShutdown does
+        // not take upgradeable connections, so each connection follows the
+        // lifecycle itself. Errors from hyper are the client's (reset, bad
+        // request); hyper has answered what it could.
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
             let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.first_deadline()));
@@ -158,6 +208,7 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
                         Next::At(deadline) => timer.as_mut().reset(deadline),
                         Next::Close => break,
                     },
+                    _ = clock.evicted() => break,
                     changed = lifecycle.changed(), if !clock.is_exited() => {
                         // A closed channel means the timeline is over.
                         let state = match changed {
@@ -175,8 +226,8 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
                     }
                 }
             }
-            drop(open_guard);
-            drop(slot);
+            let (_open, _slot, registry) = done;
+            registry.remove(id);
         });
     }
     drop(listener);
@@ -188,21 +239,45 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>) {
     tracing::info!("all client connections closed");
 }
 
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> std::io::Result<(
-    tokio::net::TcpStream,
-    SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-)> {
-    let slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the connection semaphore is never closed");
-    let (stream, peer) = listener.accept().await?;
-    Ok((stream, peer, slot))
+/// A response body that tells its connection's clock while it is being
+/// sent, so that a connection streaming an answer (server-sent events) is
+/// never taken for idle.
+struct Tracked {
+    inner: Body,
+    clock: Arc<ConnClock>,
+}
+
+impl Tracked {
+    fn new(inner: Body, clock: Arc<ConnClock>) -> Tracked {
+        clock.stream_started();
+        Tracked { inner, clock }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.clock.stream_ended();
+    }
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Raises the soft open-files limit to the hard one, so that

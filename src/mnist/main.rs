@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         )),
         Err(e) => return fail(e),
     };
-    let _log = logging::init(config.log_format);
+    let _log = logging::init(config.log_format, &config.log_filter);
     match app::run(config) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -34,7 +34,7 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
     let front = match &config.proxy {
         Some(p) => {
             let (listener, extra) = server::bind_shared(p.front.listen, p.threads)?;
-            let proxy = || Proxy::new(p.upstream, p.idle_timeout, p.front.max_body);
+            let proxy = || Proxy::new(p.proxy);
             let front = Arc::new(Front::new(p.front.clone(), lifecycle.clone(), proxy()));
             // More serving threads: each its own listener, front and pool.
             let extra: Vec<_> = extra
@@ -49,7 +49,7 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
     let (procs, pid) = Supervised::start(config.child.clone(), config.signal_group)?;
     let served = match front {
         Some((listener, front, extra, probe)) => {
-            tokio::spawn(probe.run(lifecycle.clone()));
+            tokio::spawn(probe.run(lifecycle.clone(), front.answered.clone()));
             Some(fronts::start_fronts(listener, front, extra)?)
         }
         None => {

@@ -1,12 +1,29 @@
-//! Why the upstream gave no answer, and the JSON answer the client gets
-//! for it.
+//! Why a proxied request got no answer, and the JSON answer the client gets
+//! for it: blaming the right party.
 //!
-//! Owns: [`UpstreamError`] and its mapping to 502/413. Must not: retry.
+//! Owns: [`UpstreamError`], [`ClientBodyError`] and their mapping to 502
+//! (the upstream's fault), 400 and 413 (the client's). Must not: retry.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use hyper::{Response, StatusCode};
 
+use crate::error::Chain;
 use crate::http::client::ClientError;
 use crate::http::{error, too_large, Body};
+use crate::logging::Throttle;
+
+/// The client's own request body failed: a bad chunk size, or a body
+/// shorter than its Content-Length (the client went away).
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body is malformed or cut short")]
+pub(crate) struct ClientBodyError(#[source] pub(crate) hyper::Error);
+
+/// Refused bodies are logged at most this often (a client can send them at
+/// will).
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why the upstream gave no response.
 #[derive(Debug, thiserror::Error)]
@@ -19,27 +36,73 @@ pub(crate) enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
-/// The JSON answer for a failed upstream call.
-pub(super) fn upstream_error(e: &UpstreamError, max_body: Option<u64>) -> Response<Body> {
+/// Whose fault a failed call was, found in the error's causes.
+enum Blame {
+    /// The body was over --max-body.
+    TooLarge,
+    /// The client's body was broken.
+    Client,
+    Upstream,
+}
+
+fn blame(e: &UpstreamError) -> Blame {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
-            return too_large(max_body.unwrap_or(0));
+            return Blame::TooLarge;
+        }
+        if s.is::<ClientBodyError>() {
+            return Blame::Client;
         }
         source = s.source();
     }
-    if let UpstreamError::Connect(_) = e {
-        tracing::warn!(error = %e, "upstream refused the connection");
-        return error(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            "the upstream server refused the connection; is it listening on --upstream?",
-        );
+    Blame::Upstream
+}
+
+/// The JSON answer for a failed upstream call from `peer`.
+pub(super) fn upstream_error(
+    e: &UpstreamError,
+    peer: SocketAddr,
+    max_body: Option<u64>,
+) -> Response<Body> {
+    static CLIENTS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
+    match blame(e) {
+        Blame::TooLarge => {
+            let max = max_body.unwrap_or(0);
+            if let Some(suppressed) = CLIENTS.allow() {
+                tracing::info!(client = %peer, limit = max, suppressed,
+                    "request refused with 413: its chunked body went over --max-body");
+            }
+            too_large(max)
+        }
+        Blame::Client => {
+            if let Some(suppressed) = CLIENTS.allow() {
+                tracing::info!(client = %peer, error = %Chain(e), suppressed,
+                    "request refused with 400: the client's body is malformed or cut short");
+            }
+            error(
+                StatusCode::BAD_REQUEST,
+                "bad_request_body",
+                "the request body is malformed (a bad chunk) or shorter than its Content-Length",
+            )
+        }
+        Blame::Upstream => match e {
+            UpstreamError::Connect(_) => {
+                tracing::warn!(error = %Chain(e), "upstream refused the connection: answering 502");
+                error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "the upstream server refused the connection; is it listening on --upstream?",
+                )
+            }
+            UpstreamError::Http(_) => {
+                tracing::warn!(error = %Chain(e), "upstream request failed: answering 502");
+                error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "the upstream server closed the connection or sent an invalid response",
+                )
+            }
+        },
     }
-    tracing::warn!(error = ?e, "upstream request failed");
-    error(
-        StatusCode::BAD_GATEWAY,
-        "upstream_error",
-        "the upstream server closed the connection or sent an invalid response",
-    )
 }

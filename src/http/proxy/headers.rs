@@ -55,25 +55,44 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderVa
     }
 }
 
-/// Whether the request asks for a protocol upgrade (`Connection: upgrade`
-/// and an `Upgrade` header), as WebSocket clients do.
-pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
+/// Whether the request asks for a WebSocket upgrade (`Connection:
+/// upgrade` and `Upgrade: websocket`). Any other upgrade (h2c above all:
+/// the h2c-smuggling vector, a tunnel to the upstream past every check
+/// here) is not one: its headers are dropped as hop-by-hop and the request
+/// goes on as a plain one.
+pub(super) fn wants_websocket(headers: &HeaderMap) -> bool {
+    let tokens = |name| {
+        headers
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    headers.contains_key(header::UPGRADE)
+        && tokens(header::CONNECTION)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("upgrade"))
+        && tokens(header::UPGRADE)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("websocket"))
 }
 
 /// Puts the request target in origin form (path and query), as sent to a
 /// server that is not a proxy. Already the case for nearly every request;
-/// absolute-form targets lose their scheme and authority. False if that
-/// leaves no valid target.
-pub(super) fn origin_form(uri: &mut Uri) -> bool {
+/// an absolute-form target's authority becomes the `Host` (RFC 9112
+/// §3.2.2: it wins over any Host header). False if that leaves no valid
+/// target.
+pub(super) fn origin_form(uri: &mut Uri, headers: &mut HeaderMap) -> bool {
     if uri.scheme().is_none() && uri.authority().is_none() {
         return true;
+    }
+    if let Some(host) = uri
+        .authority()
+        .and_then(|a| HeaderValue::try_from(a.as_str()).ok())
+    {
+        headers.insert(header::HOST, host);
     }
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     match Uri::try_from(path) {
@@ -152,7 +171,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(wants_upgrade(&h));
+        assert!(wants_websocket(&h));
         let proto = h.get(header::UPGRADE).cloned();
         strip_hop_by_hop(&mut h, proto);
         assert_eq!(h[header::UPGRADE], "websocket");
@@ -176,16 +195,36 @@ mod tests {
     }
 
     #[test]
+    fn only_websocket_upgrades() {
+        let with = |upgrade: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::CONNECTION,
+                HeaderValue::from_static("keep-alive, Upgrade"),
+            );
+            h.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
+            wants_websocket(&h)
+        };
+        assert!(with("websocket"));
+        assert!(with("WebSocket"));
+        assert!(!with("h2c"));
+        assert!(!with("TLS/1.2"));
+    }
+
+    #[test]
     fn targets_go_upstream_in_origin_form() {
-        for (from, to) in [
-            ("/a/b?c=d", "/a/b?c=d"),
-            ("http://example.com/a?b", "/a?b"),
-            ("http://example.com", "/"),
-            ("*", "*"),
+        for (from, to, host) in [
+            ("/a/b?c=d", "/a/b?c=d", "client.example"),
+            ("http://example.com/a?b", "/a?b", "example.com"),
+            ("http://example.com:81", "/", "example.com:81"),
+            ("*", "*", "client.example"),
         ] {
             let mut uri: Uri = from.parse().unwrap();
-            assert!(origin_form(&mut uri), "{from}");
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("client.example"));
+            assert!(origin_form(&mut uri, &mut h), "{from}");
             assert_eq!(uri.to_string(), to, "{from}");
+            assert_eq!(h[header::HOST], host, "{from}");
         }
     }
 }

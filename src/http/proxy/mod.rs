@@ -41,10 +41,22 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use super::{error as json_error, App, Body, BoxError};
-use error::{upstream_error, UpstreamError};
-use headers::{origin_form, strip_hop_by_hop, wants_upgrade, Forwarded};
+use error::{upstream_error, ClientBodyError, UpstreamError};
+use headers::{origin_form, strip_hop_by_hop, wants_websocket, Forwarded};
 use pool::{Pool, PoolBody};
 use replay::{is_stale_connection, Replay, REPLAY_AFTER_IDLE};
+
+/// The proxy's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub upstream: SocketAddr,
+    /// Pooled connections idle longer are not reused.
+    pub idle_timeout: Duration,
+    /// Larger request bodies get 413.
+    pub max_body: Option<u64>,
+    /// A response body with no data for this long is cut.
+    pub stream_idle_timeout: Option<Duration>,
+}
 
 /// The proxy app.
 pub struct Proxy {
@@ -53,16 +65,18 @@ pub struct Proxy {
     host: HeaderValue,
     forwarded: Forwarded,
     max_body: Option<u64>,
+    stream_idle_timeout: Option<Duration>,
 }
 
 impl Proxy {
-    pub fn new(upstream: SocketAddr, idle_timeout: Duration, max_body: Option<u64>) -> Proxy {
+    pub fn new(settings: Settings) -> Proxy {
         Proxy {
-            pool: Arc::new(Pool::new(upstream, idle_timeout)),
-            host: HeaderValue::try_from(upstream.to_string())
+            pool: Arc::new(Pool::new(settings.upstream, settings.idle_timeout)),
+            host: HeaderValue::try_from(settings.upstream.to_string())
                 .expect("a socket address is a valid header value"),
             forwarded: Forwarded::default(),
-            max_body,
+            max_body: settings.max_body,
+            stream_idle_timeout: settings.stream_idle_timeout,
         }
     }
 
@@ -112,10 +126,10 @@ impl Proxy {
 
 impl App for Proxy {
     async fn call(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let upgrade = wants_upgrade(req.headers());
+        let upgrade = wants_websocket(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        if !origin_form(&mut parts.uri) {
+        if !origin_form(&mut parts.uri, &mut parts.headers) {
             return json_error(
                 StatusCode::BAD_REQUEST,
                 "bad_uri",
@@ -134,20 +148,23 @@ impl App for Proxy {
             parts.headers.insert(header::HOST, self.host.clone());
         }
         self.forwarded.add(&mut parts.headers, peer.ip());
+        // The client's own body errors are told apart from the upstream's.
+        let body = body.map_err(ClientBodyError);
         let body: Body = match self.max_body {
             Some(max) => Limited::new(body, max as usize).boxed(),
             None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
         };
         if upgrade {
-            return self.upgrade(parts, body, client_upgrade).await;
+            return self.upgrade(parts, body, client_upgrade, peer).await;
         }
         let (resp, sender) = match self.send(parts, body).await {
             Ok(sent) => sent,
-            Err(e) => return upstream_error(&e, self.max_body),
+            Err(e) => return upstream_error(&e, peer, self.max_body),
         };
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, None);
-        let body = PoolBody::new(body, sender, Some(self.pool.clone()));
+        let pool = Some(self.pool.clone());
+        let body = PoolBody::new(body, sender, pool, self.stream_idle_timeout);
         Response::from_parts(parts, Body::new(body))
     }
 }
@@ -187,10 +204,19 @@ mod tests {
         addr
     }
 
+    fn proxy(upstream: SocketAddr, idle_timeout: Duration) -> Proxy {
+        Proxy::new(Settings {
+            upstream,
+            idle_timeout,
+            max_body: None,
+            stream_idle_timeout: None,
+        })
+    }
+
     async fn start(p: &Proxy) -> PoolBody {
         let (parts, _) = Request::get("/").body(()).unwrap().into_parts();
         let (resp, sender) = p.send(parts, crate::http::full("")).await.unwrap();
-        PoolBody::new(resp.into_body(), sender, Some(p.pool.clone()))
+        PoolBody::new(resp.into_body(), sender, Some(p.pool.clone()), None)
     }
 
     async fn finish(body: PoolBody) -> String {
@@ -205,7 +231,7 @@ mod tests {
     #[tokio::test]
     async fn connections_are_reused_lifo_and_expire() {
         let addr = numbered_server().await;
-        let p = Proxy::new(addr, Duration::from_millis(300), None);
+        let p = proxy(addr, Duration::from_millis(300));
         assert_eq!(get(&p).await, "0");
         assert_eq!(get(&p).await, "0", "an idle connection is reused");
         // Two at once: the second needs a new connection; both go back.
@@ -224,13 +250,14 @@ mod tests {
     #[tokio::test]
     async fn an_unfinished_body_drops_its_connection() {
         let addr = numbered_server().await;
-        let p = Proxy::new(addr, Duration::from_secs(5), None);
+        let p = proxy(addr, Duration::from_secs(5));
         let (parts, _) = Request::get("/").body(()).unwrap().into_parts();
         let (resp, sender) = p.send(parts, crate::http::full("")).await.unwrap();
         drop(PoolBody::new(
             resp.into_body(),
             sender,
             Some(p.pool.clone()),
+            None,
         ));
         assert_eq!(p.pool.idle_len(), 0);
         assert_eq!(get(&p).await, "1");
@@ -241,10 +268,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let p = Proxy::new(addr, Duration::from_secs(1), None);
+        let p = proxy(addr, Duration::from_secs(1));
         let (parts, _) = Request::get("/").body(()).unwrap().into_parts();
         let e = p.send(parts, crate::http::full("")).await.unwrap_err();
         assert!(matches!(e, UpstreamError::Connect(_)), "{e}");
-        assert_eq!(upstream_error(&e, None).status(), StatusCode::BAD_GATEWAY);
+        let peer = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            upstream_error(&e, peer, None).status(),
+            StatusCode::BAD_GATEWAY
+        );
     }
 }

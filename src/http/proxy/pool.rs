@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
@@ -119,24 +121,47 @@ impl Pool {
 
 /// A response body from the upstream that returns its connection to the
 /// pool when it has ended cleanly. Dropped before the end (the client went
-/// away) or after an error, it drops the connection instead.
+/// away) or after an error, it drops the connection instead. With a stream
+/// idle timeout, a body that sends no data for that long is cut (the head
+/// is out, so the client sees its connection close).
 pub(super) struct PoolBody {
     inner: Incoming,
     sender: Option<SendRequest<Body>>,
     /// `None`: the connection is never reused (upgrade requests).
     pool: Option<Arc<Pool>>,
+    idle: Option<IdleCut>,
 }
+
+/// `--stream-idle-timeout`: a timer that runs only while we wait for the
+/// upstream (not while a slow client keeps hyper from asking for more).
+struct IdleCut {
+    after: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+}
+
+/// Why a response body was cut.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent no data for {} ms (--stream-idle-timeout)", .0.as_millis())]
+struct StreamIdle(Duration);
 
 impl PoolBody {
     pub(super) fn new(
         inner: Incoming,
         sender: SendRequest<Body>,
         pool: Option<Arc<Pool>>,
+        idle_timeout: Option<Duration>,
     ) -> PoolBody {
+        let idle = idle_timeout.map(|after| IdleCut {
+            after,
+            timer: Box::pin(tokio::time::sleep(after)),
+            waiting: false,
+        });
         let mut body = PoolBody {
             inner,
             sender: Some(sender),
             pool,
+            idle,
         };
         // HEAD, 204, 304, empty bodies: hyper may never poll them.
         if hyper::body::Body::is_end_stream(&body.inner) {
@@ -162,12 +187,31 @@ impl hyper::body::Body for PoolBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let Some(idle) = &mut this.idle else {
+                    return Poll::Pending;
+                };
+                if !idle.waiting {
+                    idle.waiting = true;
+                    let deadline = tokio::time::Instant::now() + idle.after;
+                    idle.timer.as_mut().reset(deadline);
+                }
+                if idle.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.sender = None;
+                let e = StreamIdle(idle.after);
+                tracing::warn!(error = %e, "response stream cut: the client's connection is closed");
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Ready(None) => {
                 this.ended();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(idle) = &mut this.idle {
+                    idle.waiting = false;
+                }
                 if hyper::body::Body::is_end_stream(&this.inner) {
                     this.ended();
                 }
@@ -175,6 +219,8 @@ impl hyper::body::Body for PoolBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.sender = None;
+                tracing::warn!(error = %crate::error::Chain(&e),
+                    "upstream response body ended early: the client's connection is closed");
                 Poll::Ready(Some(Err(Box::new(e))))
             }
         }

@@ -21,6 +21,7 @@ impl Proxy {
         parts: hyper::http::request::Parts,
         body: Body,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        peer: std::net::SocketAddr,
     ) -> Response<Body> {
         let sent = async {
             let mut sender = self.pool.connect().await?;
@@ -31,7 +32,7 @@ impl Proxy {
         };
         let (mut resp, sender) = match sent.await {
             Ok(sent) => sent,
-            Err(e) => return upstream_error(&e, self.max_body),
+            Err(e) => return upstream_error(&e, peer, self.max_body),
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
@@ -42,7 +43,9 @@ impl Proxy {
                             let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
                             let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
                         }
-                        Err(e) => tracing::warn!(error = %e, "websocket upgrade failed"),
+                        Err(e) => {
+                            tracing::warn!(error = %crate::error::Chain(&e), "websocket upgrade failed")
+                        }
                     }
                 });
                 let (parts, _) = resp.into_parts();
@@ -51,6 +54,7 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, None);
-        Response::from_parts(parts, Body::new(PoolBody::new(body, sender, None)))
+        let body = PoolBody::new(body, sender, None, self.stream_idle_timeout);
+        Response::from_parts(parts, Body::new(body))
     }
 }

@@ -1,0 +1,272 @@
+//! The gate every request goes through before an app sees it.
+//!
+//! Owns: routing (our own paths: `/health` and the status page, answered
+//! here and never passed on), the stop gate, the request checks that blame
+//! the client (CONNECT, `Host` under RFC 9112 §3.2, head and body limits),
+//! the readiness gate, the request timeout and the R9 warning, and
+//! `Connection: close` on every answer during the drain (so that a
+//! balancer's pooled connections move to other instances before the child
+//! stops, as Envoy's drain does). Must not: know what the app behind it
+//! does.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+use std::task::Poll;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, HOST};
+use hyper::{Method, Request, Response, StatusCode, Version};
+
+use super::conn::{ConnClock, Event};
+use super::probe::Answered;
+use super::{
+    content_length, error, health, status, too_large, App, Body, Counters, FrontConfig,
+    MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
+};
+use crate::lifecycle::{Lifecycle, State};
+use crate::logging::Throttle;
+
+/// Refused requests are logged at most this often per kind (with the
+/// number left out), so that a flood cannot flood the log.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The shared gate in front of an app.
+pub struct Front<A> {
+    pub config: FrontConfig,
+    pub lifecycle: Lifecycle,
+    /// Shared with the other threads' fronts (`sibling`).
+    pub counters: Arc<Counters>,
+    /// When a request last got a non-5xx answer from the app (the probe
+    /// reads it); shared with the other threads' fronts.
+    pub answered: Arc<Answered>,
+    pub status: Option<Arc<status::StatusPage>>,
+    pub app: A,
+}
+
+impl<A: App> Front<A> {
+    /// A front for `app`, with a status page if the config asks for one.
+    pub fn new(config: FrontConfig, lifecycle: Lifecycle, app: A) -> Front<A> {
+        let status = config
+            .status_path
+            .is_some()
+            .then(|| Arc::new(status::StatusPage));
+        Front {
+            config,
+            lifecycle,
+            counters: Arc::default(),
+            answered: Arc::default(),
+            status,
+            app,
+        }
+    }
+
+    /// A front for another thread: the same settings, lifecycle, counters
+    /// and status page, its own `app`.
+    pub fn sibling(&self, app: A) -> Front<A> {
+        Front {
+            config: self.config.clone(),
+            lifecycle: self.lifecycle.clone(),
+            counters: self.counters.clone(),
+            answered: self.answered.clone(),
+            status: self.status.clone(),
+            app,
+        }
+    }
+
+    /// Answers one request: our own paths first, then the stop gate and
+    /// the checks, then the app.
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        clock: &ConnClock,
+    ) -> Response<Body> {
+        let state = self.lifecycle.get();
+        let mut resp = self.route(state, req, peer, clock).await;
+        if state == State::Draining && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+
+    async fn route(
+        &self,
+        state: State,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        clock: &ConnClock,
+    ) -> Response<Body> {
+        let path = req.uri().path();
+        let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
+        if path == self.config.health_path && is_read {
+            return health::answer(state);
+        }
+        if let Some(page) = &self.status {
+            if Some(path) == self.config.status_path.as_deref() && is_read {
+                return page.answer(&self.lifecycle, &self.counters);
+            }
+        }
+        if state >= State::Stopping {
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the service is shutting down; retry on another instance",
+            );
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+        if let Some(refused) = self.refuse(&req, peer) {
+            return refused;
+        }
+        match state {
+            State::Starting => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "the service is starting; retry shortly",
+                )
+            }
+            State::Restarting => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "restarting",
+                    "the server exited and is being restarted; retry shortly",
+                )
+            }
+            _ => {}
+        }
+        let resp = self.call(req, peer, clock).await;
+        if resp.status().as_u16() < 500 {
+            self.answered.mark(std::time::Instant::now());
+        }
+        resp
+    }
+
+    /// The client's mistakes and our limits: the answer, if the request
+    /// goes no further.
+    fn refuse(&self, req: &Request<Incoming>, peer: SocketAddr) -> Option<Response<Body>> {
+        if req.method() == Method::CONNECT {
+            return Some(error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "CONNECT is not supported: this is a reverse proxy in front of one server, not a forward proxy",
+            ));
+        }
+        if let Some(problem) = host_problem(req) {
+            return Some(error(StatusCode::BAD_REQUEST, "bad_host", problem));
+        }
+        let head = head_size(req);
+        if head > MAX_HEADER_BYTES {
+            static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
+            if let Some(suppressed) = LOG.allow() {
+                tracing::info!(client = %peer, head_bytes = head, limit = MAX_HEADER_BYTES, suppressed,
+                    "request refused with 431: its head is over the limit");
+            }
+            return Some(error(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                &format!("request line and headers exceed {MAX_HEADER_BYTES} bytes"),
+            ));
+        }
+        if let (Some(max), Some(len)) = (self.config.max_body, content_length(req)) {
+            if len > max {
+                static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
+                if let Some(suppressed) = LOG.allow() {
+                    tracing::info!(client = %peer, content_length = len, limit = max, suppressed,
+                        "request refused with 413: its body is over --max-body");
+                }
+                return Some(too_large(max));
+            }
+        }
+        None
+    }
+
+    /// The app's answer, under the connection's clock: the R9 warning, the
+    /// request timeout, and a 503 if the child exits first.
+    async fn call(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        clock: &ConnClock,
+    ) -> Response<Body> {
+        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _done = InFlight(&self.counters);
+        let method = req.method().clone();
+        // A `Uri` clone shares its bytes: no allocation on the hot path.
+        let uri = req.uri().clone();
+        let _request = clock.begin();
+        let mut call = std::pin::pin!(self.app.call(req, peer));
+        // The connection's timer decides; the request acts on it each time
+        // it is polled (see `conn`).
+        std::future::poll_fn(|cx| loop {
+            return match clock.event() {
+                None => call.as_mut().poll(cx),
+                Some(Event::Warn) => {
+                    tracing::warn!(method = %method, path = %uri.path(), request_ms = PLATFORM_REQUEST_LIMIT.as_millis() as u64,
+                        "request still running after 60 s: ModelArts fails synchronous requests this long (R9); use asynchronous mode or --request-timeout");
+                    continue;
+                }
+                Some(Event::Timeout) => {
+                    let timeout = self.config.request_timeout.unwrap_or_default();
+                    tracing::warn!(method = %method, path = %uri.path(), timeout_ms = timeout.as_millis() as u64,
+                        "request timeout: answering 504");
+                    Poll::Ready(error(StatusCode::GATEWAY_TIMEOUT, "timeout",
+                        &format!("no response within the request timeout of {} ms", timeout.as_millis())))
+                }
+                Some(Event::Exited) => Poll::Ready(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "stopped",
+                    "the service stopped before answering",
+                )),
+            };
+        })
+        .await
+    }
+}
+
+/// RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without
+/// `Host`, and to any request with more than one or an invalid one. What is
+/// wrong, if anything.
+fn host_problem(req: &Request<Incoming>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version() == Version::HTTP_11 => {
+            Some("an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)")
+        }
+        (None, _) => None,
+        (Some(_), Some(_)) => Some("the request has more than one Host header"),
+        (Some(host), None) => {
+            let valid = !host.as_bytes().contains(&b'@')
+                && hyper::http::uri::Authority::try_from(host.as_bytes()).is_ok();
+            (!valid).then_some("the Host header is not a valid host[:port]")
+        }
+    }
+}
+
+/// Decrements the in-flight counter when a request ends, however it ends.
+struct InFlight<'a>(&'a Counters);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.served.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of the request line and headers, about as they came on the wire.
+fn head_size(req: &Request<Incoming>) -> usize {
+    let uri = req.uri();
+    let target = uri.authority().map_or(0, |a| a.as_str().len() + 7)
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+}
