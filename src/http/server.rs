@@ -151,13 +151,31 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
                     tracing::warn!(max_connections,
                         "connection limit reached: closing the connections idle the longest to make room (--max-connections)");
                 }
+                // Wait for a slot: the evicted connection's, one that
+                // closes, or one that goes idle meanwhile (asked to close).
                 let stopping = state.wait_for(|s| s.state >= State::Stopping);
+                let wait = async {
+                    loop {
+                        let freed = tokio::time::timeout(
+                            Duration::from_millis(50),
+                            slots.clone().acquire_owned(),
+                        );
+                        match freed.await {
+                            Ok(slot) => break slot.ok(),
+                            Err(_) => {
+                                if registry.evict_idlest() {
+                                    at_limit.first += 1;
+                                }
+                            }
+                        }
+                    }
+                };
                 tokio::select! {
                     biased;
                     _ = stopping => break,
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
+                    slot = wait => match slot {
+                        Some(slot) => slot,
+                        None => break,
                     },
                 }
             }

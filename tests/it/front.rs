@@ -1459,32 +1459,53 @@ fn idle_client_connection_is_kept_past_the_upstream_keepalive() {
     assert_eq!(c.stream().local_addr().unwrap(), local);
 }
 
-/// `--max-connections 2`: a third client waits in the backlog, unanswered,
-/// until one of the two held connections closes; then it is served.
+/// `--max-connections 2`: a third client is served at once, and the held
+/// connection idle the longest is closed to make room (nginx's way); the
+/// limit is logged once. With both held connections busy, a new client
+/// waits in the backlog until one is done.
 #[test]
-fn max_connections_holds_extra_clients_back() {
+fn max_connections_makes_room_by_closing_the_idlest() {
     let f = start_gunicorn("maxconn", &["--max-connections", "2"], &[]);
     let mut held: Vec<Conn> = (0..2).map(|_| Conn::open(f.listen).unwrap()).collect();
     for c in held.iter_mut() {
         assert_eq!(c.get("/").unwrap().status, 200);
     }
     let mut third = Conn::open(f.listen).unwrap();
-    third.set_read_timeout(secs(2));
-    let early = third.get("/");
-    assert!(
-        early.is_err(),
-        "a third connection was served past --max-connections 2: {early:?}"
-    );
-    drop(held.pop());
-    // The request sent above is now read and answered.
     third.set_read_timeout(secs(10));
-    let r = third.read_response(false).unwrap_or_else(|e| {
+    assert_eq!(third.get("/").unwrap().status, 200, "{}", f.run.dump());
+    // The first held connection (idle the longest) was closed.
+    let mut got = Vec::new();
+    assert!(
+        held[0].wait_closed(secs(5), &mut got).is_some(),
+        "the connection idle the longest is still open\n{}",
+        f.run.dump()
+    );
+    assert_eq!(held[1].get("/").unwrap().status, 200, "the other one stays");
+    assert!(f.wait_log("connection limit reached", secs(5)).is_some());
+    // Both slots busy (slow requests): a new client waits until one ends.
+    let slow: Vec<_> = [held.pop().unwrap(), third]
+        .into_iter()
+        .map(|mut c| {
+            c.send(b"GET /slow?s=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let mut fourth = Conn::open(f.listen).unwrap();
+    fourth.set_read_timeout(Duration::from_millis(800));
+    assert!(
+        fourth.get("/").is_err(),
+        "served while both connections were busy"
+    );
+    fourth.set_read_timeout(secs(10));
+    let r = fourth.read_response(false).unwrap_or_else(|e| {
         panic!(
-            "third client never served after a slot freed: {e}\n{}",
+            "fourth client never served after a slow request ended: {e}\n{}",
             f.run.dump()
         )
     });
     assert_eq!(r.status, 200, "{}", r.text());
+    drop(slow);
 }
 
 /// Requests spaced 1.9-2.2 s apart, around gunicorn's 2 s keep-alive, on
@@ -1701,7 +1722,9 @@ time.sleep(1000)
 /// /health stays 200 and the proxied request meets a refused connection.
 #[test]
 fn refused_upstream_gives_502() {
-    let (init, dir, listen, _) = init_on_free_ports("502", &["--probe-interval", "1h"]);
+    // A TCP probe: the child answers no HTTP.
+    let flags = ["--probe-interval", "1h", "--upstream-health", "tcp"];
+    let (init, dir, listen, _) = init_on_free_ports("502", &flags);
     let argv = ["python3", "-c", LISTEN_ONCE, &dir.str().to_owned()];
     let mut f = Front::spawn(init, dir, listen, &argv);
     f.wait_ready("/health");
@@ -1733,7 +1756,9 @@ while True:
 /// An upstream that closes the connection without answering: 502 JSON.
 #[test]
 fn upstream_closing_without_an_answer_gives_502() {
-    let mut f = spawn_child("502-close", &[], &["python3", "-c", CLOSE_AT_ONCE]);
+    // A TCP probe: the child answers no HTTP.
+    let flags = ["--upstream-health", "tcp"];
+    let mut f = spawn_child("502-close", &flags, &["python3", "-c", CLOSE_AT_ONCE]);
     f.wait_ready("/health");
     let r = f.get("/").unwrap();
     r.assert_json_error(502, "upstream_error");
