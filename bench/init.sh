@@ -27,11 +27,12 @@
 #
 # Needs root only to install what is missing (apt-get: tini, hyperfine,
 # jq, time). Builds the shipped binary (`cargo build --profile dist --bin
-# modelarts-init`, the profile Dockerfile.example uses) if absent, never
-# rebuilds it: it measures whatever target/dist/modelarts-init is
-# (BENCH_BIN=... to measure another build, e.g. target/release/modelarts-init). Raw results (hyperfine JSON,
-# /proc status and smaps of both inits, versions, the printed summary) go
-# to bench/out/init-<UTC time>/ (gitignored).
+# modelarts-init`, the profile Dockerfile.example uses) if absent (after
+# waiting for any running cargo), never rebuilds it: it measures whatever
+# target/dist/modelarts-init is (BENCH_BIN=... to measure another build,
+# e.g. target/release/modelarts-init). Raw results (hyperfine JSON, /proc
+# status and smaps of both inits, versions, the printed summary) go to
+# bench/out/init-<UTC time>/ (gitignored).
 #
 # Knobs (environment): BENCH_RUNS (default 1000), BENCH_WARMUP (100).
 set -euo pipefail
@@ -50,21 +51,8 @@ mkdir -p "$OUT"
 source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
 # --- what we need --------------------------------------------------------
-missing=()
-command -v tini >/dev/null || missing+=(tini)
-command -v hyperfine >/dev/null || missing+=(hyperfine)
-command -v jq >/dev/null || missing+=(jq)
-[[ -x /usr/bin/time ]] || missing+=(time)
-if ((${#missing[@]})); then
-    [[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root to install them"
-    echo "installing ${missing[*]} ..." >&2
-    apt-get update >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2
-fi
-if [[ ! -x $BIN ]]; then
-    echo "building $BIN ..." >&2
-    cargo build --profile dist --bin modelarts-init >&2
-fi
+need_tools tini hyperfine jq /usr/bin/time:time
+build_if_absent dist "$BIN" -- --bin modelarts-init
 TINI=$(readlink -f "$(command -v tini)")
 
 # --- the machine ---------------------------------------------------------
@@ -85,16 +73,7 @@ sed 's/^/  /' "$OUT/env.txt" | tee -a "$OUT/summary.txt"
 children_of() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
 
 # Inits started below; whatever is left of them is killed on exit.
-declare -a STARTED=()
-cleanup() {
-    local p k kids
-    for p in "${STARTED[@]}"; do
-        read -ra kids <<<"$(children_of "$p")"
-        for k in "${kids[@]}"; do kill -KILL "$k" 2>/dev/null || true; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
+stop_started_on_exit
 
 # peak_rss LABEL COMMAND...: runs COMMAND (an init wrapping `sleep 30`) in
 # the background, waits for its child, then 1 s more, keeps its
@@ -105,7 +84,7 @@ peak_rss() {
     shift
     "$@" >"$OUT/rss-$label.log" 2>&1 </dev/null &
     pid=$!
-    STARTED+=("$pid")
+    stop_later "$pid"
     for ((i = 0; i < 100; i++)); do
         kid=$(children_of "$pid" | awk '{print $1; exit}')
         [[ -n $kid && $(cat /proc/"$kid"/comm 2>/dev/null) == sleep ]] && break
@@ -154,11 +133,15 @@ say "$(printf "   lifetime peak of 'INIT -- true', incl. shutdown (ru_maxrss, no
     "$(calc 'a/1024' "$TINI_LIFE")" "$(calc 'a/1024' "$MI_LIFE")")"
 
 # --- 2. start-up + exit overhead -----------------------------------------
+# $BIN as an absolute path (it is relative to the repo by default, absolute
+# with an absolute BENCH_BIN or CARGO_TARGET_DIR).
+BIN_ABS=$BIN
+[[ $BIN == /* ]] || BIN_ABS=$PWD/$BIN
 hyperfine --shell=none --warmup "$WARMUP" --runs "$RUNS" --style basic \
     --export-json "$OUT/hyperfine.json" \
     -n true 'true' \
     -n tini "'$TINI' -- true" \
-    -n modelarts-init "'$PWD/$BIN' --no-proxy -- true" \
+    -n modelarts-init "'$BIN_ABS' --no-proxy -- true" \
     >"$OUT/hyperfine.txt" 2>&1 || die "hyperfine failed: see $OUT/hyperfine.txt"
 
 # hstat NAME FIELD: a hyperfine figure of command NAME, in ms

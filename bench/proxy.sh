@@ -83,37 +83,13 @@ mkdir -p "$OUT"
 source "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
 # ---------------------------------------------------------------- tools
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-command -v taskset >/dev/null || need+=(util-linux)
-if ((${#need[@]})); then
-    [[ $EUID == 0 ]] || die "missing ${need[*]}; run as root to install them"
-    apt-get update -qq
-    pkgs=()
-    for p in "${need[@]}"; do
-        if [[ $p == nginx ]]; then
-            # nginx-light where the archive still has it, else nginx.
-            if apt-cache show nginx-light >/dev/null 2>&1; then p=nginx-light; fi
-        fi
-        pkgs+=("$p")
-    done
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >"$OUT/apt.log" 2>&1 ||
-        { cat "$OUT/apt.log" >&2; die "apt-get install ${pkgs[*]} failed"; }
-    # The package may have started a system nginx on port 80; it is not ours
-    # and does not touch our ports, so it is left alone.
-fi
+# The nginx package may start a system nginx on port 80; it is not ours
+# and does not touch our ports, so it is left alone.
+need_tools nginx:'nginx-light|nginx' wrk curl taskset:util-linux
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || die "nginx not found after install"
 
-if [[ ! -x $BIN ]]; then
-    while pgrep -x cargo >/dev/null; do
-        echo "waiting for a running cargo to finish before building" >&2
-        sleep 5
-    done
-    cargo build --release >&2
-fi
+build_if_absent release "$BIN"
 
 # ---------------------------------------------------------------- setup
 NCPU=$(nproc)
@@ -129,32 +105,10 @@ head -c 1024 /dev/zero | tr '\0' 'x' >"$OUT/www/1k"
 PIDS_MI=()
 PID_UP=
 PID_NP=
-cleanup() {
-    local p
-    # modelarts-init: SIGTERM (it was started with --drain-delay 0s), then
-    # SIGKILL to it and its child if it is still there after 5 s.
-    for p in "${PIDS_MI[@]:-}"; do
-        [[ -n $p ]] || continue
-        local kids
-        kids=$(pgrep -P "$p" 2>/dev/null || true)
-        kill -TERM "$p" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        # shellcheck disable=SC2086
-        kill -KILL "$p" $kids 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    PIDS_MI=()
-    for p in $PID_NP $PID_UP; do
-        kill -TERM "$p" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    PID_NP=
-    PID_UP=
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Stopped on exit and after each layout (stop_started): modelarts-init
+# first (started with --drain-delay 0s), then the nginx proxy, then the
+# upstream; SIGTERM, then SIGKILL to what is left after 5 s.
+stop_started_on_exit
 
 # nginx config common part: $1 = prefix dir, $2 = worker count
 nginx_head() {
@@ -200,6 +154,7 @@ start_servers() { # layout srv_cpus
     } >"$d/nginx.conf"
     taskset -c "$cpus" "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
     PID_UP=$!
+    stop_later "$PID_UP" 5
     wait_http "http://127.0.0.1:$PORT_A/1k" xxxx 10 || { cat "$d/error.log" >&2; die "upstream nginx did not start"; }
 
     d=$OUT/$layout/nginx-proxy
@@ -221,11 +176,13 @@ start_servers() { # layout srv_cpus
     } >"$d/nginx.conf"
     taskset -c "$cpus" "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/error.log" >"$d/stdout.log" 2>&1 &
     PID_NP=$!
+    stop_later "$PID_NP" 5
     wait_http "http://127.0.0.1:$PORT_C/1k" xxxx 10 || { cat "$d/error.log" >&2; die "nginx proxy did not start"; }
 
     taskset -c "$cpus" "$BIN" --listen "127.0.0.1:$PORT_B" --upstream "127.0.0.1:$PORT_A" \
         --proxy-threads "${BENCH_MI_THREADS:-$workers}" --drain-delay 0s --stop-timeout 2s -- sleep 1000 >"$OUT/$layout/modelarts-init.log" 2>&1 &
     PIDS_MI=($!)
+    stop_later "${PIDS_MI[0]}" 5
     wait_http "http://127.0.0.1:$PORT_B/health" '"health": *"true"' 30 ||
         { cat "$OUT/$layout/modelarts-init.log" >&2; die "modelarts-init did not become healthy"; }
     wait_http "http://127.0.0.1:$PORT_B/1k" xxxx 10 || die "modelarts-init does not proxy /1k"
@@ -234,25 +191,6 @@ start_servers() { # layout srv_cpus
 # CPU clock ticks (user + system) of the given pids, whole thread groups.
 # Busy ticks of the whole machine (all CPUs), from /proc/stat.
 nginx_pids() { echo "$1" $(pgrep -P "$1" 2>/dev/null || true); }
-
-# parse_wrk file -> rps p50ms p99ms non2xx sockerrs requests bytes
-parse_wrk() {
-    awk '
-    function ms(v,  n, u) { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") return n / 1000; if (u == "ms") return n; if (u == "s") return n * 1000
-        if (u == "m") return n * 60000; if (u == "h") return n * 3600000; return -1 }
-    function by(v,  n, u) { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "B") return n; if (u == "KB") return n * 1024; if (u == "MB") return n * 1048576
-        if (u == "GB") return n * 1073741824; if (u == "TB") return n * 1099511627776; return -1 }
-    BEGIN { rps = 0; p50 = -1; p99 = -1; non = 0; se = 0; req = 0; b = 0 }
-    /^ *50% / { p50 = ms($2) }
-    /^ *99% / { p99 = ms($2) }
-    / requests in / { req = $1; b = by($5) }
-    /Socket errors:/ { gsub(",", ""); se = $4 + $6 + $8 + $10; sed = $4 "/" $6 "/" $8 "/" $10 }
-    /Non-2xx or 3xx responses:/ { non = $5 }
-    /^Requests\/sec:/ { rps = $2 }
-    END { printf "%s %s %s %s %s %s %s\n", rps, p50, p99, non, se, req, b }' "$1"
-}
 
 # Expected bytes on the wire per answer (head + body), as curl sees them.
 wire_size() {
@@ -285,13 +223,13 @@ run_one() {
     local p0 u0 p1 u1 wt
     [[ $target == modelarts-init ]] && thread_ticks "${PIDS_MI[0]}" >"$OUT/$layout/threads-$tag.before"
     local busy=no s0 s1
-    if pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; then busy=yes; fi
+    if cargo_running; then busy=yes; fi
     p0=$(ticks "${proxy_pids[@]:-}"); u0=$(ticks "${up_pids[@]}"); s0=$(sys_busy)
     local TIMEFORMAT='%R %U %S'
     { time timeout $((${dur_s%.*} + 30)) taskset -c "$wcpus" wrk -t"$t" -c"$c" -d"$DURATION" --latency "$url" \
         >"$OUT/$layout/wrk-$tag.txt" 2>&1; } 2>"$OUT/$layout/time-$tag.txt" || true
     p1=$(ticks "${proxy_pids[@]:-}"); u1=$(ticks "${up_pids[@]}"); s1=$(sys_busy)
-    if pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; then busy=yes; fi
+    if cargo_running; then busy=yes; fi
     if [[ $target == modelarts-init ]]; then
         thread_ticks "${PIDS_MI[0]}" >"$OUT/$layout/threads-$tag.after"
         # per thread: name, CPU % of one core during the run
@@ -302,7 +240,7 @@ run_one() {
     read -r _real wu ws <"$OUT/$layout/time-$tag.txt" || true
 
     local rps p50 p99 non se req bytes ok=yes why=""
-    read -r rps p50 p99 non se req bytes <<<"$(parse_wrk "$OUT/$layout/wrk-$tag.txt")"
+    read -r rps p50 p99 non se req bytes _ <<<"$(wrk_summary "$OUT/$layout/wrk-$tag.txt")"
     if [[ $req == 0 || $p99 == -1 ]]; then ok=no; why+=" wrk-output-unreadable"; fi
     if [[ $non != 0 ]]; then ok=no; why+=" non-2xx=$non"; fi
     if [[ $se != 0 ]]; then ok=no; why+=" socket-errors=$(grep -o 'connect.*' "$OUT/$layout/wrk-$tag.txt")"; fi
@@ -377,7 +315,7 @@ for layout in $LAYOUTS; do
         for tg in "${TARGETS[@]}"; do run_one "$layout" "$tg" "$(port_of "$tg")" 1 1 "$round" "$wcpu"; done
     done
     grep -ciE 'warn|error' "$OUT/$layout/modelarts-init.log" >"$OUT/$layout/mi-warnings.count" || true
-    cleanup
+    stop_started
     RAN_LAYOUTS+=("$layout")
 done
 

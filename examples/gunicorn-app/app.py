@@ -3,7 +3,7 @@ gevent workers:
 
     modelarts-init -- gunicorn -k gevent -w 2 --keep-alive 200 -b 127.0.0.1:8081 app:app
 
-Routes (the integration tests in tests/it/front.rs use them all):
+Routes (the integration tests in tests/it/front_*.rs use them all):
 
     GET  /              a small JSON
     POST /echo          streams the request body back

@@ -20,10 +20,6 @@ use crate::util::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
 /// The binary in pure-init mode (the HTTP proxy is not under test here).
 fn init() -> Init {
     Init::new().arg("--no-proxy")

@@ -30,6 +30,16 @@ pub fn bin() -> &'static str {
 /// Poll interval for every wait loop.
 pub const POLL: Duration = Duration::from_millis(15);
 
+/// `n` seconds.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `n` milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 // ---------------------------------------------------------------------------
 // Temp dirs
 // ---------------------------------------------------------------------------

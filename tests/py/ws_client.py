@@ -1,4 +1,4 @@
-"""A WebSocket client for the proxy tests (tests/it/front.rs).
+"""A WebSocket client for the proxy tests (tests/it/front_websocket.rs).
 
 Usage: ws_client.py URL [GO_FILE]
 

@@ -1,4 +1,4 @@
-"""A WebSocket echo server for the proxy tests (tests/it/front.rs).
+"""A WebSocket echo server for the proxy tests (tests/it/front_websocket.rs).
 
 Run as modelarts-init's child: listens on 127.0.0.1:$PORT (modelarts-init
 sets PORT to the --upstream port). Echoes every message; the text message

@@ -1,0 +1,103 @@
+//! WebSockets through the proxy: an echo (text and 1 MiB binary), and a
+//! socket opened before SIGTERM that keeps working through the drain.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::front_util::*;
+use crate::util::*;
+
+/// A WebSocket echo through the proxy: text and binary messages (1 MiB)
+/// come back intact; the upstream sees the upgrade and X-Forwarded-For.
+#[test]
+fn websocket_echo_passes_through() {
+    let (py, server) = (python(), py_script("ws_echo_server.py"));
+    let mut f = spawn_child("ws", &[], &[py.as_str(), server.as_str()]);
+    f.wait_ready("/health");
+    let mut cmd = Command::new(python());
+    cmd.arg(py_script("ws_client.py"))
+        .arg(format!("ws://{}/ws", f.listen))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut client = Running::spawn(cmd);
+    let code = client.expect_code(secs(60));
+    client.stdout.wait_eof(secs(5));
+    assert_eq!(
+        code,
+        0,
+        "ws client failed\n{}\nfront:\n{}",
+        client.dump(),
+        f.run.dump()
+    );
+    let out = client.stdout.text();
+    assert!(out.contains("WS-OK 5"), "{out}");
+    let headers: Value = out
+        .lines()
+        .find_map(|l| l.strip_prefix("HEADERS "))
+        .map(|j| serde_json::from_str(j).unwrap())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        headers["upgrade"]
+            .as_str()
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("websocket"),
+        "{headers}"
+    );
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{headers}");
+    // The front still serves plain HTTP afterwards.
+    assert_health_true(&f.get("/health").unwrap());
+}
+
+/// A WebSocket opened before SIGTERM keeps working through the drain delay
+/// (R8: traffic is served as before), and the exit waits for nothing more
+/// than the timeline.
+#[test]
+fn websocket_keeps_working_during_the_drain() {
+    let (py, server) = (python(), py_script("ws_echo_server.py"));
+    let mut f = spawn_child(
+        "ws-drain",
+        &["--drain-delay", "3s", "--stop-timeout", "2s"],
+        &[py.as_str(), server.as_str()],
+    );
+    f.wait_ready("/health");
+    let go = f.dir.join("go");
+    let mut cmd = Command::new(python());
+    cmd.arg(py_script("ws_client.py"))
+        .arg(format!("ws://{}/ws", f.listen))
+        .arg(&go)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut client = Running::spawn(cmd);
+    assert!(
+        wait_until(secs(30), || client.stdout.contains("CONNECTED")),
+        "ws client never connected\n{}",
+        client.dump()
+    );
+    let (term_at, _) = f.sigterm_until_draining();
+    std::fs::write(&go, "").unwrap();
+    let code = client.expect_code(secs(30));
+    client.stdout.wait_eof(secs(5));
+    assert_eq!(
+        code,
+        0,
+        "ws client failed during the drain\n{}\nfront:\n{}",
+        client.dump(),
+        f.run.dump()
+    );
+    assert!(client.stdout.contains("WS-OK 5"), "{}", client.dump());
+    assert!(
+        term_at.elapsed() < secs(3),
+        "the echoes took until {:?} after SIGTERM, past the 3 s delay",
+        term_at.elapsed()
+    );
+    f.run.expect_exit(secs(20));
+    let after = term_at.elapsed();
+    assert!(
+        after < secs(12),
+        "exit {after:?} after SIGTERM (3 s delay + 2 s timeout)"
+    );
+}
