@@ -291,3 +291,37 @@ fn sigterm_before_ready_skips_the_drain_delay() {
         f.run.dump()
     );
 }
+
+/// During the drain delay every answer on a keep-alive connection says
+/// `Connection: close` (and the connection is closed after it), so that a
+/// balancer's pooled connections move to other instances before the child
+/// stops; idle connections are closed when the delay ends.
+#[test]
+fn draining_answers_say_connection_close() {
+    let f = start_gunicorn("drain-close", &["--drain-delay", "3s"], &[]);
+    let mut busy = Conn::open(f.listen).unwrap();
+    let mut idle = Conn::open(f.listen).unwrap();
+    for c in [&mut busy, &mut idle] {
+        let r = c.get("/").unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("connection"), None, "before the drain: {r:?}");
+    }
+    f.sigterm_until_draining();
+    let r = busy.get("/").unwrap();
+    assert_eq!(r.status, 200, "still served during the drain");
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    let mut got = Vec::new();
+    assert!(
+        busy.wait_closed(secs(5), &mut got).is_some(),
+        "the connection stayed open after Connection: close"
+    );
+    let h = get(f.listen, "/health").unwrap();
+    assert_eq!(h.header("connection"), Some("close"), "{h:?}");
+    // The idle one is closed when the delay ends.
+    let closed = idle.wait_closed(secs(10), &mut got);
+    assert!(
+        closed.is_some(),
+        "idle connection open after the delay\n{}",
+        f.run.dump()
+    );
+}

@@ -223,3 +223,72 @@ fn max_connections_makes_room_by_closing_the_idlest() {
     assert_eq!(r.status, 200, "{}", r.text());
     drop(slow);
 }
+
+/// Under a hard open-files limit of 1024, 2,000 idle client connections
+/// never starve `/health` or the readiness probe: the connection limit
+/// comes from the open-files limit ((1024 - 64) / 2 = 480, logged at
+/// start), idle connections are closed to make room, and the limit is
+/// logged once for the whole episode.
+#[test]
+fn a_flood_of_idle_connections_never_fails_health() {
+    if !is_root() {
+        skip(
+            "a_flood_of_idle_connections_never_fails_health",
+            "prlimit needs root to lower the hard limit here",
+        );
+        return;
+    }
+    // Ourselves: room for 2,000 client sockets.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let want = 4096.min(hard);
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, hard).unwrap();
+    let (init, dir, listen, upstream) = init_on_free_ports("flood", &[]);
+    let cmd = init.into_command();
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut limited = scrubbed_command("prlimit");
+    limited.arg("--nofile=1024:1024").arg(program).args(args);
+    limited
+        .args(["--"])
+        .args(gunicorn_argv(&dir, upstream, &[]));
+    let mut f = Front {
+        run: Running::spawn(limited),
+        dir,
+        listen,
+    };
+    f.wait_ready("/health");
+    let line = f.wait_log("connection limit:", secs(5)).unwrap();
+    assert!(line.contains("max_connections=480"), "{line}");
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        match std::net::TcpStream::connect(f.listen) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connect {}: {e}", idle.len()),
+        }
+    }
+    // /health answers, and the probe keeps the instance ready, for 3 s of
+    // polling while the idle connections stay open on our side.
+    let until = std::time::Instant::now() + secs(3);
+    while std::time::Instant::now() < until {
+        let h =
+            get(f.listen, "/health").unwrap_or_else(|e| panic!("/health: {e}\n{}", f.run.dump()));
+        assert_health_true(&h);
+        std::thread::sleep(ms(100));
+    }
+    assert_eq!(get(f.listen, "/").unwrap().status, 200);
+    drop(idle);
+    let out = f.run.stdout.text();
+    assert_eq!(
+        out.matches("connection limit reached").count(),
+        1,
+        "the limit is logged once per episode\n{}",
+        f.run.dump()
+    );
+    assert!(
+        !out.contains("cannot accept"),
+        "descriptors ran out\n{}",
+        f.run.dump()
+    );
+    assert!(!out.contains("readiness lost"), "{}", f.run.dump());
+}

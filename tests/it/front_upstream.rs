@@ -71,6 +71,19 @@ fn upstream_closing_without_an_answer_gives_502() {
     f.wait_ready("/health");
     let r = f.get("/").unwrap();
     r.assert_json_error(502, "upstream_error");
+    // The log line says what happened in words, with its cause, and no
+    // Rust debug text.
+    let line = f
+        .wait_log("upstream request failed", secs(5))
+        .unwrap_or_else(|| panic!("no log line\n{}", f.run.dump()));
+    assert!(line.contains(" WARN "), "{line}");
+    assert!(
+        line.contains("connection closed before message completed"),
+        "{line}"
+    );
+    for debug in ["Os {", "hyper::Error(", "Kind(", "Some("] {
+        assert!(!line.contains(debug), "Rust debug text in: {line}");
+    }
 }
 
 /// `--request-timeout 1s` with a 5 s request: 504 JSON after about 1 s;

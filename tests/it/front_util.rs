@@ -89,10 +89,22 @@ pub fn init_on_free_ports(tag: &str, flags: &[&str]) -> (Init, TempDir, SocketAd
 /// gunicorn's default keep-alive of 2 s (the case the pool must survive),
 /// its pid in `<dir>/gunicorn.pid`; `extra` can override any of these.
 pub fn gunicorn_argv(dir: &TempDir, upstream: SocketAddr, extra: &[&str]) -> Vec<String> {
+    gunicorn_app_argv(dir, upstream, &app_dir(), "app:app", extra)
+}
+
+/// [`gunicorn_argv`] for the app `app` (`module:object`) found in `chdir`
+/// (e.g. a test app in `tests/py`).
+pub fn gunicorn_app_argv(
+    dir: &TempDir,
+    upstream: SocketAddr,
+    chdir: &str,
+    app: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let mut v: Vec<String> = vec![
         gunicorn(),
         "--chdir".into(),
-        app_dir(),
+        chdir.into(),
         "-k".into(),
         "gevent".into(),
         "-w".into(),
@@ -106,8 +118,13 @@ pub fn gunicorn_argv(dir: &TempDir, upstream: SocketAddr, extra: &[&str]) -> Vec
         upstream.to_string(),
     ];
     v.extend(extra.iter().map(|s| s.to_string()));
-    v.push("app:app".into());
+    v.push(app.into());
     v
+}
+
+/// `tests/py`, where the test apps are.
+pub fn test_apps_dir() -> String {
+    repo().join("tests/py").to_str().unwrap().to_owned()
 }
 
 /// Spawns modelarts-init `flags` -- gunicorn `gunicorn_extra` (not waiting).

@@ -107,6 +107,12 @@ impl Conn {
         self.r.get_ref()
     }
 
+    /// Reads whatever has arrived (after what an earlier answer left
+    /// buffered), as `Read::read` does.
+    pub fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.r.read(buf)
+    }
+
     /// Sets the read timeout of the socket.
     pub fn set_read_timeout(&self, d: Duration) {
         self.stream().set_read_timeout(Some(d)).unwrap();

@@ -22,6 +22,12 @@ mod front_proxy;
 
 mod front_upstream;
 
+mod front_http11;
+
+mod front_readiness;
+
+mod front_streams;
+
 mod front_limits;
 
 mod front_keepalive;

@@ -1561,6 +1561,40 @@ fn child_runs_in_its_own_process_group() {
 // ===========================================================================
 
 #[test]
+fn log_level_selects_our_lines() {
+    let r = init()
+        .args(["--log-level", "warn"])
+        .sh("echo child-line", &[])
+        .run(secs(10));
+    let out = r.stdout.text();
+    assert!(out.contains("child-line"), "{}", r.dump());
+    assert!(
+        !out.contains(" INFO "),
+        "info lines at --log-level warn\n{}",
+        r.dump()
+    );
+    // RUST_LOG-style targets: debug for ours, and the env var works too.
+    let r = init()
+        .env(
+            "MODELARTS_INIT_LOG_LEVEL",
+            "warn,modelarts_init::timeline=info",
+        )
+        .sh("exit 0", &[])
+        .run(secs(10));
+    let out = r.stdout.text();
+    assert!(
+        out.contains("child exited"),
+        "the timeline's info line\n{}",
+        r.dump()
+    );
+    assert!(
+        !out.contains("child started"),
+        "the supervisor's info line\n{}",
+        r.dump()
+    );
+}
+
+#[test]
 fn json_log_lines_parse_and_child_output_is_untouched() {
     let dir = TempDir::new("json");
     let child_lines = [

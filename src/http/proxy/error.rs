@@ -37,22 +37,22 @@ pub(crate) enum UpstreamError {
 }
 
 /// Whose fault a failed call was, found in the error's causes.
-enum Blame {
+enum Blame<'a> {
     /// The body was over --max-body.
     TooLarge,
-    /// The client's body was broken.
-    Client,
+    /// The client's body was broken, as this error says.
+    Client(&'a ClientBodyError),
     Upstream,
 }
 
-fn blame(e: &UpstreamError) -> Blame {
+fn blame(e: &UpstreamError) -> Blame<'_> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
             return Blame::TooLarge;
         }
-        if s.is::<ClientBodyError>() {
-            return Blame::Client;
+        if let Some(client) = s.downcast_ref::<ClientBodyError>() {
+            return Blame::Client(client);
         }
         source = s.source();
     }
@@ -75,9 +75,9 @@ pub(super) fn upstream_error(
             }
             too_large(max)
         }
-        Blame::Client => {
+        Blame::Client(body) => {
             if let Some(suppressed) = CLIENTS.allow() {
-                tracing::info!(client = %peer, error = %Chain(e), suppressed,
+                tracing::info!(client = %peer, error = %Chain(body), suppressed,
                     "request refused with 400: the client's body is malformed or cut short");
             }
             error(
