@@ -53,7 +53,8 @@
 # benchmark ran, not whether targets were met.
 #
 # Needs root only to install what is missing (apt-get: nginx-light or
-# nginx, wrk, curl). Builds target/release/modelarts-init if absent (after
+# nginx, wrk, curl). Builds target/release/modelarts-init (BENCH_BIN=... to
+# measure another build) if absent (after
 # waiting for any running cargo), never rebuilds it. Raw wrk outputs,
 # nginx configs and logs, modelarts-init's log, per-thread CPU and the
 # printed summary go to bench/out/proxy-<UTC time>/ (gitignored).
@@ -74,7 +75,7 @@ LAYOUTS=${BENCH_LAYOUTS:-shared pinned}
 PORT_BASE=${BENCH_PORT_BASE:-18180}
 CONNS=64
 THREADS=2
-BIN=$ROOT/target/release/modelarts-init
+BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/modelarts-init}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/out/proxy-$STAMP
 mkdir -p "$OUT"

@@ -24,6 +24,7 @@ use crate::timeline::{restart, Settings as Timeline};
 
 /// What to run.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // made once, at start
 pub enum Mode {
     Wrap(WrapConfig),
     Mnist(MnistConfig),

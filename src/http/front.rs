@@ -142,7 +142,7 @@ impl<A: App> Front<A> {
         }
         let resp = self.call(req, peer, clock).await;
         if resp.status().as_u16() < 500 {
-            self.answered.mark(std::time::Instant::now());
+            self.answered.mark();
         }
         resp
     }
@@ -241,11 +241,61 @@ fn host_problem(req: &Request<Incoming>) -> Option<&'static str> {
         (None, _) => None,
         (Some(_), Some(_)) => Some("the request has more than one Host header"),
         (Some(host), None) => {
-            let valid = !host.as_bytes().contains(&b'@')
-                && hyper::http::uri::Authority::try_from(host.as_bytes()).is_ok();
-            (!valid).then_some("the Host header is not a valid host[:port]")
+            (!valid_host(host.as_bytes())).then_some("the Host header is not a valid host[:port]")
         }
     }
+}
+
+/// The bytes of a registered name or IPv4 address (RFC 3986 `reg-name`:
+/// unreserved, sub-delims and percent-encoding).
+const HOST_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
+            )
+            || matches!(c, b'*' | b'+' | b',' | b';' | b'=' | b'%');
+        b += 1;
+    }
+    table
+};
+
+/// Whether `host` is a `host[:port]` (RFC 9110 §7.2: a registered name, an
+/// IPv4 address or a bracketed IPv6 one, and an optional port), checked on
+/// the bytes, without an allocation on the hot path.
+fn valid_host(host: &[u8]) -> bool {
+    let (name, port) = match host.first() {
+        Some(b'[') => match host.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let inside = &host[1..end];
+                if inside.is_empty()
+                    || !inside
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || b".:".contains(b))
+                {
+                    return false;
+                }
+                (&host[..=end], &host[end + 1..])
+            }
+            None => return false,
+        },
+        _ => match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, &host[host.len()..]),
+        },
+    };
+    let name_ok =
+        !name.is_empty() && (name[0] == b'[' || name.iter().all(|&b| HOST_NAME[b as usize]));
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    name_ok && port_ok
 }
 
 /// Decrements the in-flight counter when a request ends, however it ends.
@@ -269,4 +319,38 @@ fn head_size(req: &Request<Incoming>) -> usize {
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum::<usize>()
         + line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_host;
+
+    #[test]
+    fn hosts() {
+        for ok in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "[fe80::1]",
+            "a-b.c_d",
+            "h:",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            "a/b",
+            "a b",
+            "user@host",
+            "[::1",
+            "[]",
+            "host:80x",
+            "host:123456",
+            ":80",
+            "a?b",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad}");
+        }
+    }
 }

@@ -23,7 +23,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
@@ -64,38 +64,26 @@ pub struct Probe {
     pub patience: Option<Duration>,
 }
 
-/// When a proxied request last had a non-5xx answer: shared by every
-/// front thread (which mark it) and the probe (which reads it).
-#[derive(Debug)]
+/// Whether a proxied request had a non-5xx answer since the probe last
+/// looked: set by every front thread, cleared by the probe. A flag, not a
+/// time: the hot path pays a relaxed load (a store only the first time
+/// after the probe cleared it), and no clock read.
+#[derive(Debug, Default)]
 pub struct Answered {
-    base: Instant,
-    /// Milliseconds since `base`, plus one; 0: never.
-    last_ms: AtomicU64,
-}
-
-impl Default for Answered {
-    fn default() -> Self {
-        Answered {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
+    since_last_look: AtomicBool,
 }
 
 impl Answered {
-    /// A proxied request was answered below 500 at `now`.
-    pub fn mark(&self, now: Instant) {
-        let ms = now.saturating_duration_since(self.base).as_millis() as u64 + 1;
-        self.last_ms.store(ms, Relaxed);
+    /// A proxied request was answered below 500.
+    pub fn mark(&self) {
+        if !self.since_last_look.load(Relaxed) {
+            self.since_last_look.store(true, Relaxed);
+        }
     }
 
-    /// Whether that happened within `within` of `now`.
-    fn recently(&self, now: Instant, within: Duration) -> bool {
-        let last = self.last_ms.load(Relaxed);
-        last != 0 && {
-            let at = self.base + Duration::from_millis(last - 1);
-            now.saturating_duration_since(at) < within
-        }
+    /// Whether one was since the last call.
+    fn take(&self) -> bool {
+        self.since_last_look.swap(false, Relaxed)
     }
 }
 
@@ -151,6 +139,8 @@ impl Probe {
         let mut root = false;
         let mut not_ready_since = Instant::now();
         let mut warned_at: Option<Instant> = None;
+        // When a proxied request was last seen answered.
+        let mut answered_at: Option<Instant> = None;
         loop {
             let state = lifecycle.get();
             if state.is_shutting_down() {
@@ -164,7 +154,11 @@ impl Probe {
                 continue;
             }
             let first = state == State::Starting;
-            let outcome = self.check(first, &answered, &mut root).await;
+            if answered.take() {
+                answered_at = Some(Instant::now());
+            }
+            let serving = answered_at.is_some_and(|at| at.elapsed() < QUIET);
+            let outcome = self.check(first, serving, &mut root).await;
             let ok = matches!(outcome, Outcome::Ready);
             failures = if ok { 0 } else { failures + 1 };
             match lifecycle.get() {
@@ -214,8 +208,9 @@ impl Probe {
     }
 
     /// One probe, bounded by the probe interval (at least 1 s); `first`
-    /// until the upstream was first ready.
-    async fn check(&self, first: bool, answered: &Answered, root: &mut bool) -> Outcome {
+    /// until the upstream was first ready; `serving` while proxied requests
+    /// get answers.
+    async fn check(&self, first: bool, serving: bool, root: &mut bool) -> Outcome {
         let limit = self.interval.max(Duration::from_secs(1));
         match &self.readiness {
             Readiness::Tcp => self.connect(limit).await,
@@ -223,9 +218,7 @@ impl Probe {
                 self.get(path, limit, |s| s.is_success() || s.is_redirection())
                     .await
             }
-            Readiness::Auto { .. } if !first && answered.recently(Instant::now(), QUIET) => {
-                self.connect(limit).await
-            }
+            Readiness::Auto { .. } if !first && serving => self.connect(limit).await,
             Readiness::Auto { health_path } => {
                 if !*root {
                     let outcome = self
@@ -271,12 +264,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answered_is_recent_for_the_quiet_period_only() {
+    fn answered_is_seen_once_per_look() {
         let a = Answered::default();
-        let t = a.base + Duration::from_secs(5);
-        assert!(!a.recently(t, QUIET), "never answered");
-        a.mark(t);
-        assert!(a.recently(t + Duration::from_secs(29), QUIET));
-        assert!(!a.recently(t + QUIET, QUIET));
+        assert!(!a.take(), "never answered");
+        a.mark();
+        a.mark();
+        assert!(a.take());
+        assert!(!a.take(), "cleared by the look");
     }
 }

@@ -215,6 +215,9 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
             let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.first_deadline()));
+            // Made once: a new one per turn of the loop would register with
+            // the Notify (under its lock) at every wake-up.
+            let mut evicted = std::pin::pin!(clock.evicted());
             loop {
                 // After the timer or the lifecycle, the loop polls the
                 // connection again, and with it the request, which acts on
@@ -226,7 +229,7 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
                         Next::At(deadline) => timer.as_mut().reset(deadline),
                         Next::Close => break,
                     },
-                    _ = clock.evicted() => break,
+                    _ = evicted.as_mut() => break,
                     changed = lifecycle.changed(), if !clock.is_exited() => {
                         // A closed channel means the timeline is over.
                         let state = match changed {

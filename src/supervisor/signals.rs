@@ -100,13 +100,26 @@ pub fn decide(signal: i32, stopping: bool) -> Option<Action> {
 
 /// Starts catching every signal in the table. Call this before the child
 /// is spawned, so that no SIGCHLD or SIGTERM can slip in between.
+///
+/// CHLD, TERM and INT are required. A signal to forward that cannot be
+/// caught here (a debugger or valgrind may keep a real-time one for
+/// itself) is left at its default and named in the log; it does not stop
+/// the init.
 pub fn listen() -> Result<Signals, Error> {
-    let mut all = vec![SIGCHLD, SIGTERM, SIGINT, SIGTSTP];
-    all.extend(forwarded());
-    Signals::new(&all).map_err(|source| Error::Os {
+    let signals = Signals::new([SIGCHLD, SIGTERM, SIGINT]).map_err(|source| Error::Os {
         what: "cannot install signal handlers",
         source,
-    })
+    })?;
+    let handle = signals.handle();
+    let refused: Vec<String> = std::iter::once(SIGTSTP)
+        .chain(forwarded())
+        .filter(|&sig| handle.add_signal(sig).is_err())
+        .map(name)
+        .collect();
+    if !refused.is_empty() {
+        tracing::warn!(signals = ?refused, "cannot catch these signals here: they are not forwarded");
+    }
+    Ok(signals)
 }
 
 /// A signal's name for logs and messages: `SIGTERM`, `SIGRTMIN+3`.

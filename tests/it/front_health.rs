@@ -67,7 +67,9 @@ fn health_follows_gunicorn_start_and_death() {
         let stop = stop.clone();
         let addr = f.listen;
         thread::spawn(move || {
-            let mut seen: Vec<(Instant, Result<(u16, String), String>)> = Vec::new();
+            // When, and the status and reason (or the error).
+            type Seen = (Instant, Result<(u16, String), String>);
+            let mut seen: Vec<Seen> = Vec::new();
             while !stop.load(Ordering::SeqCst) && seen.len() < 20_000 {
                 let r = get(addr, "/health")
                     .map(|r| (r.status, r.text()))

@@ -34,7 +34,7 @@ fn refused_upstream_gives_502() {
     // A TCP probe: the child answers no HTTP.
     let flags = ["--probe-interval", "1h", "--upstream-health", "tcp"];
     let (init, dir, listen, _) = init_on_free_ports("502", &flags);
-    let argv = ["python3", "-c", LISTEN_ONCE, &dir.str().to_owned()];
+    let argv = ["python3", "-c", LISTEN_ONCE, dir.str()].map(String::from);
     let mut f = Front::spawn(init, dir, listen, &argv);
     f.wait_ready("/health");
     assert!(

@@ -72,8 +72,7 @@ fn dockerfile_cmd() -> Vec<String> {
     let text = fs::read_to_string(repo().join("Dockerfile.example")).unwrap();
     let line = text
         .lines()
-        .filter(|l| l.starts_with("CMD ["))
-        .last()
+        .rfind(|l| l.starts_with("CMD ["))
         .expect("a CMD line in Dockerfile.example");
     serde_json::from_str(line.trim_start_matches("CMD ")).expect("CMD is a JSON array")
 }
