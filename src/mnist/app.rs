@@ -29,7 +29,7 @@ use modelarts_init::{shutdown, Error};
 
 use crate::compute::Compute;
 use crate::model::{self, Model};
-use crate::preprocess;
+use modelarts_init::imaging::preprocess;
 
 /// Runs the mnist server to the end: the bundled model behind the same
 /// front and the same R8 timeline as wrap mode, without a child. Exits 0

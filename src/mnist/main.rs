@@ -4,15 +4,14 @@
 //! `modelarts-init mnist ...`, which execs it.
 //!
 //! Modules: `app` (the upload, decoding and the HTTP answer), `compute`
-//! (the compute threads, one per core, that run the rest), `preprocess`
-//! (photo to 28x28, a port of `examples/mnist/preprocess.py`), `model` (the
+//! (the compute threads, one per core, that run the rest), `model` (the
 //! bundled ONNX model, run with tract), `stages` (`--bench-stages`: the
-//! per-image stages timed, for bench/mnist.sh).
+//! per-image stages timed, for bench/mnist.sh). The photo -> 28x28
+//! preprocessing is the library's `imaging::preprocess`.
 
 mod app;
 mod compute;
 mod model;
-mod preprocess;
 mod stages;
 
 use std::process::ExitCode;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::decode;
 use crate::model::{Model, SIDE};
-use crate::preprocess::preprocess;
+use modelarts_init::imaging::preprocess::preprocess;
 
 /// Runs the stage timings; returns the process exit code.
 pub fn run(args: &[String]) -> u8 {
