@@ -77,6 +77,10 @@ pub struct MnistConfig {
     pub front: FrontConfig,
     pub timeline: Timeline,
     pub max_image_bytes: u64,
+    /// `--max-pixels`, at least 1.
+    pub max_pixels: u64,
+    /// `--decode-memory`, at least 1 MiB.
+    pub decode_memory: u64,
     pub log_format: LogFormat,
 }
 
@@ -150,10 +154,21 @@ impl ProxyConfig {
 
 impl MnistConfig {
     pub fn from_args(args: &MnistArgs) -> Result<MnistConfig, Error> {
+        if args.max_pixels == 0 {
+            return Err(Error::Config("--max-pixels must be at least 1".into()));
+        }
+        if args.decode_memory < 1 << 20 {
+            return Err(Error::Config(format!(
+                "--decode-memory {} is below 1 MiB (1048576); even a small photo needs more",
+                args.decode_memory
+            )));
+        }
         Ok(MnistConfig {
             front: front_config(&args.front, None)?,
             timeline: timeline(&args.timeline),
             max_image_bytes: args.max_image_bytes,
+            max_pixels: args.max_pixels,
+            decode_memory: args.decode_memory,
             log_format: args.log.log_format,
         })
     }
