@@ -2,9 +2,11 @@
 //! with real uploads (curl) of photo-like images made from the MNIST test
 //! split by `tests/tools/make_photos.py`. Submodules: `limits` (hostile
 //! uploads: each limit's answer, the log, the peak memory), `cli` (the
-//! standalone binary's command line).
+//! standalone binary's command line), `decode` (the library's decoder on
+//! mutated images).
 
 mod cli;
+mod decode;
 mod limits;
 
 use std::fs;
