@@ -279,3 +279,30 @@ fn memory_stays_bounded_while_16_clients_send_bombs() {
     );
     assert_eq!(s.get("/health").0, 200);
 }
+
+#[test]
+fn a_decode_waits_for_room_until_the_request_timeout() {
+    let dir = TempDir::new("mnist-wait");
+    make_hostile(&dir);
+    // one 5000x5000 16-bit grey PNG (about 54 MB) fits at a time
+    let s = Server::start(&["--decode-memory", "80000000", "--request-timeout", "200ms"]);
+    let file = dir.join("png-grey16-5k.png");
+    let url = s.url("/");
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let (form, url) = (format!("images=@{}", file.display()), url.clone());
+            thread::spawn(move || curl_status(&["-F", &form, &url], Duration::from_secs(30)))
+        })
+        .collect();
+    let answers: Vec<(u16, String)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    // decoded one after the other, so not all within 200 ms: the waits
+    // end in the front's 504, none in a 413 (each fits on its own)
+    assert!(
+        codes.iter().all(|c| *c == 422 || *c == 504) && codes.contains(&504),
+        "{answers:?}"
+    );
+    // the room comes back: the server still decodes
+    let (code, body) = s.classify(&repo().join("examples/images/seven.jpg"));
+    assert_eq!((code, digit_of(&body)), (200, Some(7)), "{body}");
+}
