@@ -472,7 +472,7 @@ say "$(printf 'req/s c=%s: mnist / python-plain = %.2f, mnist / python-wrapped =
 say "$(printf 'p99 c=%s:   mnist %.3f ms, python-plain %.3f ms, python-wrapped %.3f ms, python-direct %.3f ms' \
     "$CONNS" "$mi99" "$(col python-plain "$CONNS" 5)" "$(col python-wrapped "$CONNS" 5)" "$(col python-direct "$CONNS" 5)")"
 say "$(printf 'wrong digits c=%s: python-plain %s of %s answers (no photo clean-up); mnist %s' \
-    "$CONNS" "$(col python-plain "$CONNS" 8)" "$(awk -v r="$pp" -v d="$(secs "$DURATION")" 'BEGIN { printf "%.0f", r * d }')" "$(col mnist "$CONNS" 8)")"
+    "$CONNS" "$(col python-plain "$CONNS" 8)" "$(parse_wrk "$OUT/wrk-python-plain-c$CONNS.txt" | cut -d' ' -f6)" "$(col mnist "$CONNS" 8)")"
 say "$(printf 'CPU/req:    mnist %.0f µs, python-plain %.0f µs, python-wrapped %.0f µs (front %.0f µs), python-direct %.0f µs; python-plain / mnist = %.2f' \
     "$(col mnist "$CONNS" 11)" "$(col python-plain "$CONNS" 11)" "$(col python-wrapped "$CONNS" 11)" "$(col python-wrapped "$CONNS" 12)" \
     "$(col python-direct "$CONNS" 11)" "$(calc 'b > 0 ? a / b : 0' "$(col python-plain "$CONNS" 11)" "$(col mnist "$CONNS" 11)")")"
