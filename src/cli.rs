@@ -84,6 +84,14 @@ pub struct MnistArgs {
           env = "MODELARTS_INIT_DECODE_MEMORY")]
     pub decode_memory: u64,
 
+    /// Memory, in bytes, for the uploads being read or waiting for their
+    /// decode (default 64 MiB), each counted at its Content-Length (at
+    /// --max-image-bytes when chunked): past it, an upload is not read
+    /// until room is given back.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
+          env = "MODELARTS_INIT_UPLOAD_MEMORY")]
+    pub upload_memory: u64,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -81,6 +81,8 @@ pub struct MnistConfig {
     pub max_pixels: u64,
     /// `--decode-memory`, at least 1 MiB.
     pub decode_memory: u64,
+    /// `--upload-memory`, at least 1 MiB.
+    pub upload_memory: u64,
     pub log_format: LogFormat,
 }
 
@@ -157,11 +159,15 @@ impl MnistConfig {
         if args.max_pixels == 0 {
             return Err(Error::Config("--max-pixels must be at least 1".into()));
         }
-        if args.decode_memory < 1 << 20 {
-            return Err(Error::Config(format!(
-                "--decode-memory {} is below 1 MiB (1048576); even a small photo needs more",
-                args.decode_memory
-            )));
+        for (flag, value) in [
+            ("--decode-memory", args.decode_memory),
+            ("--upload-memory", args.upload_memory),
+        ] {
+            if value < 1 << 20 {
+                return Err(Error::Config(format!(
+                    "{flag} {value} is below 1 MiB (1048576); even a small photo needs more"
+                )));
+            }
         }
         Ok(MnistConfig {
             front: front_config(&args.front, None)?,
@@ -169,6 +175,7 @@ impl MnistConfig {
             max_image_bytes: args.max_image_bytes,
             max_pixels: args.max_pixels,
             decode_memory: args.decode_memory,
+            upload_memory: args.upload_memory,
             log_format: args.log.log_format,
         })
     }

@@ -1,24 +1,28 @@
-//! The decode memory budget (`--decode-memory`) that concurrent decodes
-//! share.
+//! The memory budgets that concurrent requests share: the decodes'
+//! (`--decode-memory`) and the uploads' (`--upload-memory`).
 //!
-//! Owns: admitting a decode once its estimated memory (from the image's
-//! header) fits beside the decodes running, in arrival order, and giving
-//! the room back when the decode's permit is dropped. Must not: admit a
-//! decode larger than the whole budget (`decode::probe` refuses those
-//! first, with 413) or block a thread while waiting (it is async, and the
-//! front's request timeout bounds the wait by dropping it).
+//! Owns: admitting a request's need (a decode's memory estimated from its
+//! image's header; an upload's size) once it fits beside the admitted
+//! ones, in arrival order, and giving the room back when the admission is
+//! dropped. Two budgets, not one: a request holds its upload while it
+//! waits for its decode, so uploads and decodes in one budget could hold
+//! all the room and wait for each other forever. Must not: admit more
+//! than the whole budget at once (a larger need is admitted alone;
+//! `decode::probe` refuses such decodes first, with 413) or block a thread
+//! while waiting (it is async, and the front's request timeout bounds the
+//! wait by dropping it).
 
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The budget, counted in KiB (a semaphore's permits are u32).
+/// A budget, counted in KiB (a semaphore's permits are u32).
 pub struct Budget {
     room: Arc<Semaphore>,
     kib: u32,
 }
 
-/// Room held by one decode; given back on drop.
+/// Room held by one admission; given back on drop.
 pub type Admission = OwnedSemaphorePermit;
 
 impl Budget {
@@ -31,8 +35,8 @@ impl Budget {
         }
     }
 
-    /// Waits until `bytes` fit beside the admitted decodes; a need above
-    /// the whole budget is admitted alone (the probe refuses those first).
+    /// Waits until `bytes` fit beside the admitted needs; a need above the
+    /// whole budget is admitted alone.
     /// (None only if the budget was closed, which nothing does.)
     pub async fn admit(&self, bytes: u64) -> Option<Admission> {
         let kib = bytes.div_ceil(1024).clamp(1, self.kib as u64) as u32;

@@ -2,10 +2,10 @@
 //! multipart field `images` holding a JPEG or PNG answers
 //! `{"mnist_result": <digit>}`.
 //!
-//! Owns: the routes, reading the upload (multipart, size limit), the
-//! admission of its decode (the header probed against `--max-pixels`, its
-//! memory against the `--decode-memory` budget) and the hand-off to the
-//! `compute` threads. Must not: block the reactor, decode pixels (the
+//! Owns: the routes, reading the upload (multipart, size limit) once its
+//! size fits in the `--upload-memory` budget, the admission of its decode
+//! (the header probed against `--max-pixels`, its memory against the
+//! `--decode-memory` budget) and the hand-off to the `compute` threads. Must not: block the reactor, decode pixels (the
 //! compute threads do), or let one bad upload affect another request.
 
 use std::net::SocketAddr;
@@ -36,18 +36,23 @@ pub struct Mnist {
     compute: OnceLock<Compute>,
     max_image_bytes: u64,
     limits: Limits,
+    /// The decodes' memory (`--decode-memory`, `limits.max_memory`).
     budget: Budget,
+    /// The uploads' memory (`--upload-memory`).
+    uploads: Budget,
     log: LogLimit,
 }
 
 impl Mnist {
-    /// The app; `limits.max_memory` is also the decode budget.
-    pub fn new(max_image_bytes: u64, limits: Limits) -> Mnist {
+    /// The app; `limits.max_memory` is also the decode budget, and
+    /// `upload_memory` the uploads' budget.
+    pub fn new(max_image_bytes: u64, limits: Limits, upload_memory: u64) -> Mnist {
         Mnist {
             compute: OnceLock::new(),
             max_image_bytes,
             limits,
             budget: Budget::new(limits.max_memory),
+            uploads: Budget::new(upload_memory),
             log: LogLimit::default(),
         }
     }
@@ -137,6 +142,14 @@ impl App for Mnist {
         if req.method() != Method::POST {
             return Refusal::MethodNotAllowed.answer(peer, &self.log);
         }
+        // The body is read once its size fits (hyper never delivers more
+        // than the Content-Length); the room is held until the answer.
+        let most = self.max_image_bytes.saturating_add(FRAMING);
+        let size = content_length(&req).map_or(most, |n| n.min(most));
+        let Some(_held) = self.uploads.admit(size).await else {
+            let cause = "the upload budget is closed".into();
+            return Refusal::Internal { cause }.answer(peer, &self.log);
+        };
         match self.read_upload(req).await {
             Ok(image) => self.answer(image, peer).await,
             Err(refusal) => refusal.answer(peer, &self.log),
@@ -178,7 +191,7 @@ mod tests {
     }
 
     async fn answer_with(model: Arc<dyn Predict>, image: Bytes) -> (StatusCode, serde_json::Value) {
-        let app = Mnist::new(10 << 20, Limits::default());
+        let app = Mnist::new(10 << 20, Limits::default(), 64 << 20);
         app.set_compute(Compute::start(model, 1).unwrap());
         let resp = app.answer(image, "127.0.0.1:9".parse().unwrap()).await;
         let status = resp.status();
@@ -199,7 +212,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_answers_500_and_the_thread_serves_on() {
-        let app = Mnist::new(10 << 20, Limits::default());
+        let app = Mnist::new(10 << 20, Limits::default(), 64 << 20);
         app.set_compute(Compute::start(Arc::new(PanickingModel), 1).unwrap());
         let peer = "127.0.0.1:9".parse().unwrap();
         for _ in 0..2 {

@@ -36,10 +36,11 @@ async fn serve(config: MnistConfig) -> Result<u8, Error> {
     let front = Arc::new(Front::new(
         config.front.clone(),
         lifecycle.clone(),
-        Mnist::new(config.max_image_bytes, limits),
+        Mnist::new(config.max_image_bytes, limits, config.upload_memory),
     ));
     tracing::info!(listen = %config.front.listen, max_pixels = config.max_pixels,
-        decode_memory = config.decode_memory, "listening; loading the model");
+        decode_memory = config.decode_memory, upload_memory = config.upload_memory,
+        "listening; loading the model");
     let served = modelarts_init::start_front(listener, front.clone());
     // /health answers 503 until the model is loaded and optimized.
     let started = std::time::Instant::now();

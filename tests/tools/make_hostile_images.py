@@ -2,8 +2,13 @@
 """Hostile uploads for the mnist server's memory tests (tests/it/mnist.rs).
 
     make_hostile_images.py OUT_DIR
+    make_hostile_images.py OUT_DIR --big
 
-Writes, into OUT_DIR, small files that decode to huge images, and prints
+The second form writes only big-noise.jpg: a 4600x3450 progressive JPEG of
+random colour noise, about 9.7 MB, just under the default
+--max-image-bytes (10 MiB): the largest upload a client may send.
+
+The first writes, into OUT_DIR, small files that decode to huge images, and prints
 one line per file: "name width height". Every file is a valid image (or a
 valid header), made with zlib and Pillow only; deterministic.
 
@@ -76,9 +81,20 @@ def many_scans(data, scans):
     return data[:end] + data[last:end] * (scans - have) + data[end:]
 
 
+def big_noise(out):
+    import numpy as np
+
+    noise = np.random.default_rng(2).integers(0, 256, (3450, 4600, 3), dtype=np.uint8)
+    path = os.path.join(out, "big-noise.jpg")
+    Image.fromarray(noise).save(path, "JPEG", quality=80, progressive=True)
+    print("big-noise.jpg", 4600, 3450, os.path.getsize(path))
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
+    if sys.argv[2:] == ["--big"]:
+        return big_noise(out)
     palette = chunk(b"PLTE", bytes([255, 255, 255, 0, 0, 0]))
     small = Image.new("RGB", (64, 64), (200, 190, 180))
     buf = io.BytesIO()

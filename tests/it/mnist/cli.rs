@@ -31,6 +31,7 @@ fn the_standalone_binary_explains_itself() {
         "--max-image-bytes",
         "--max-pixels",
         "--decode-memory",
+        "--upload-memory",
         "--drain-delay",
         "MODELARTS_INIT_MAX_PIXELS",
         "MODELARTS_INIT_DECODE_MEMORY",
@@ -41,7 +42,12 @@ fn the_standalone_binary_explains_itself() {
     // the init's `mnist --help` lists the same flags
     let (code, init_out, _) = run(crate::util::bin(), &["mnist", "--help"]);
     assert_eq!(code, 0);
-    for flag in ["--max-pixels", "--decode-memory", "--max-image-bytes"] {
+    for flag in [
+        "--max-pixels",
+        "--decode-memory",
+        "--upload-memory",
+        "--max-image-bytes",
+    ] {
         assert!(init_out.contains(flag), "{flag}:\n{init_out}");
     }
     // a wrong flag: one line and exit 2

@@ -10,9 +10,15 @@ use super::*;
 
 /// The hostile images, made into `dir`: name -> (width, height).
 fn make_hostile(dir: &TempDir) -> HashMap<String, (u64, u64)> {
+    make_images(dir, &[])
+}
+
+/// make_hostile_images.py's files, with `args`, made into `dir`.
+fn make_images(dir: &TempDir, args: &[&str]) -> HashMap<String, (u64, u64)> {
     let out = Command::new(python())
         .arg(repo().join("tests/tools/make_hostile_images.py"))
         .arg(dir.path())
+        .args(args)
         .output()
         .expect("run make_hostile_images.py");
     assert!(
@@ -278,6 +284,42 @@ fn memory_stays_bounded_while_16_clients_send_bombs() {
         BOUND >> 20
     );
     assert_eq!(s.get("/health").0, 200);
+}
+
+/// Sends `file` from 16 clients at once; returns their answers.
+fn sixteen_at_once(s: &Server, file: &Path) -> Vec<(u16, String)> {
+    let form = format!("images=@{}", file.display());
+    let url = s.url("/");
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (form, url) = (form.clone(), url.clone());
+            thread::spawn(move || curl_status(&["-F", &form, &url], Duration::from_secs(120)))
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
+#[test]
+fn memory_stays_bounded_while_16_clients_upload_the_largest_files() {
+    const BOUND: u64 = 300 << 20;
+    let dir = TempDir::new("mnist-big");
+    make_images(&dir, &["--big"]);
+    let s = Server::start(&[]);
+    for (code, body) in sixteen_at_once(&s, &dir.join("big-noise.jpg")) {
+        assert_eq!(refusal(code, &body).1, "no_digit", "{body}");
+    }
+    let peak = peak_rss(s.run.pid());
+    eprintln!(
+        "mnist server VmHWM: {} MB after 16 clients x one 9.7 MB, 16 MP progressive JPEG (bound {} MB)",
+        peak >> 20,
+        BOUND >> 20
+    );
+    assert!(
+        peak < BOUND,
+        "peak RSS {} MB >= {} MB",
+        peak >> 20,
+        BOUND >> 20
+    );
 }
 
 #[test]
