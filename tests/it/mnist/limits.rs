@@ -224,7 +224,6 @@ fn peak_rss(pid: i32) -> u64 {
 
 #[test]
 fn memory_stays_bounded_while_16_clients_send_bombs() {
-    const BOUND: u64 = 300 << 20;
     let dir = TempDir::new("mnist-rss");
     make_hostile(&dir);
     let s = Server::start(&[]);
@@ -270,27 +269,27 @@ fn memory_stays_bounded_while_16_clients_send_bombs() {
             check(&name, code, &body);
         }
     }
-    let peak = peak_rss(s.run.pid());
-    eprintln!(
-        "mnist server VmHWM: {} MB before, {} MB after 16 clients x 7 hostile uploads (bound {} MB)",
-        before >> 20,
-        peak >> 20,
-        BOUND >> 20
-    );
-    assert!(
-        peak < BOUND,
-        "peak RSS {} MB >= {} MB",
-        peak >> 20,
-        BOUND >> 20
-    );
+    eprintln!("mnist server VmHWM before: {} MB", before >> 20);
+    assert_peak_within_bound(&s, "16 clients x 7 hostile uploads");
     assert_eq!(s.get("/health").0, 200);
 }
 
-/// Sends `file` from 16 clients at once; returns their answers.
-fn sixteen_at_once(s: &Server, file: &Path) -> Vec<(u16, String)> {
+/// The bound on the server's peak RSS, whatever 16 clients send.
+const BOUND: u64 = 300 << 20;
+
+/// Asserts (and prints) that the server's VmHWM is under `BOUND`.
+fn assert_peak_within_bound(s: &Server, after: &str) {
+    let peak = peak_rss(s.run.pid());
+    let (mb, bound) = (peak >> 20, BOUND >> 20);
+    eprintln!("mnist server VmHWM: {mb} MB after {after} (bound {bound} MB)");
+    assert!(peak < BOUND, "peak RSS {mb} MB >= {bound} MB after {after}");
+}
+
+/// Sends `file` from `n` clients at once; returns their answers.
+fn at_once(s: &Server, file: &Path, n: usize) -> Vec<(u16, String)> {
     let form = format!("images=@{}", file.display());
     let url = s.url("/");
-    let clients: Vec<_> = (0..16)
+    let clients: Vec<_> = (0..n)
         .map(|_| {
             let (form, url) = (form.clone(), url.clone());
             thread::spawn(move || curl_status(&["-F", &form, &url], Duration::from_secs(120)))
@@ -301,25 +300,13 @@ fn sixteen_at_once(s: &Server, file: &Path) -> Vec<(u16, String)> {
 
 #[test]
 fn memory_stays_bounded_while_16_clients_upload_the_largest_files() {
-    const BOUND: u64 = 300 << 20;
     let dir = TempDir::new("mnist-big");
     make_images(&dir, &["--big"]);
     let s = Server::start(&[]);
-    for (code, body) in sixteen_at_once(&s, &dir.join("big-noise.jpg")) {
+    for (code, body) in at_once(&s, &dir.join("big-noise.jpg"), 16) {
         assert_eq!(refusal(code, &body).1, "no_digit", "{body}");
     }
-    let peak = peak_rss(s.run.pid());
-    eprintln!(
-        "mnist server VmHWM: {} MB after 16 clients x one 9.7 MB, 16 MP progressive JPEG (bound {} MB)",
-        peak >> 20,
-        BOUND >> 20
-    );
-    assert!(
-        peak < BOUND,
-        "peak RSS {} MB >= {} MB",
-        peak >> 20,
-        BOUND >> 20
-    );
+    assert_peak_within_bound(&s, "16 clients x one 9.7 MB, 16 MP progressive JPEG");
 }
 
 #[test]
@@ -328,15 +315,7 @@ fn a_decode_waits_for_room_until_the_request_timeout() {
     make_hostile(&dir);
     // one 5000x5000 16-bit grey PNG (about 54 MB) fits at a time
     let s = Server::start(&["--decode-memory", "80000000", "--request-timeout", "200ms"]);
-    let file = dir.join("png-grey16-5k.png");
-    let url = s.url("/");
-    let clients: Vec<_> = (0..6)
-        .map(|_| {
-            let (form, url) = (format!("images=@{}", file.display()), url.clone());
-            thread::spawn(move || curl_status(&["-F", &form, &url], Duration::from_secs(30)))
-        })
-        .collect();
-    let answers: Vec<(u16, String)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let answers = at_once(&s, &dir.join("png-grey16-5k.png"), 6);
     let codes: Vec<u16> = answers.iter().map(|a| a.0).collect();
     // decoded one after the other, so not all within 200 ms: the waits
     // end in the front's 504, none in a 413 (each fits on its own)
