@@ -12,8 +12,9 @@
 //! Owns: the format check, the limits (pixels, memory, JPEG scans), the
 //! estimates and the decoders' settings. Must not: allocate a pixel
 //! buffer before the header has been checked, or let a decoder allocate
-//! more than the estimate says (the estimate is an upper bound; tests
-//! hold it against the real peak).
+//! much more than the estimate says (it counts the decoders' buffers as
+//! their code allocates them; bench/README.md compares it with the growth
+//! of VmHWM, and tests/it/mnist/limits.rs holds the server's peak).
 
 mod jpeg;
 mod png;
