@@ -73,6 +73,28 @@ pub struct MnistArgs {
           env = "MODELARTS_INIT_MAX_IMAGE_BYTES")]
     pub max_image_bytes: u64,
 
+    /// Largest image, in pixels (width x height), read from its header
+    /// before anything is decoded; larger ones get 413.
+    #[arg(long, value_name = "PIXELS", default_value_t = crate::imaging::decode::DEFAULT_MAX_PIXELS,
+          env = "MODELARTS_INIT_MAX_PIXELS")]
+    pub max_pixels: u64,
+
+    /// Memory, in bytes, that concurrent decodes share (default 128 MiB),
+    /// each decode's need estimated from its image's header: a decode
+    /// that does not fit waits for room (up to --request-timeout), one
+    /// that could never fit gets 413.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::imaging::decode::DEFAULT_DECODE_MEMORY,
+          env = "MODELARTS_INIT_DECODE_MEMORY")]
+    pub decode_memory: u64,
+
+    /// Memory, in bytes, for the uploads being read or waiting for their
+    /// decode (default 64 MiB), each counted at its Content-Length (at
+    /// --max-image-bytes when chunked): past it, an upload is not read
+    /// until room is given back.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
+          env = "MODELARTS_INIT_UPLOAD_MEMORY")]
+    pub upload_memory: u64,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

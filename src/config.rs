@@ -91,6 +91,12 @@ pub struct MnistConfig {
     pub front: FrontConfig,
     pub timeline: Timeline,
     pub max_image_bytes: u64,
+    /// `--max-pixels`, at least 1.
+    pub max_pixels: u64,
+    /// `--decode-memory`, at least 1 MiB.
+    pub decode_memory: u64,
+    /// `--upload-memory`, at least 1 MiB.
+    pub upload_memory: u64,
     pub log_format: LogFormat,
     pub log_filter: Targets,
 }
@@ -190,10 +196,26 @@ impl ProxyConfig {
 
 impl MnistConfig {
     pub fn from_args(args: &MnistArgs) -> Result<MnistConfig, Error> {
+        if args.max_pixels == 0 {
+            return Err(Error::Config("--max-pixels must be at least 1".into()));
+        }
+        for (flag, value) in [
+            ("--decode-memory", args.decode_memory),
+            ("--upload-memory", args.upload_memory),
+        ] {
+            if value < 1 << 20 {
+                return Err(Error::Config(format!(
+                    "{flag} {value} is below 1 MiB (1048576); even a small photo needs more"
+                )));
+            }
+        }
         Ok(MnistConfig {
             front: front_config(&args.front, None)?,
             timeline: timeline(&args.timeline),
             max_image_bytes: args.max_image_bytes,
+            max_pixels: args.max_pixels,
+            decode_memory: args.decode_memory,
+            upload_memory: args.upload_memory,
             log_format: args.log.log_format,
             log_filter: log_filter(args.log.log_level.clone()),
         })

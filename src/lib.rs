@@ -19,6 +19,8 @@
 //! - [`supervisor`]: spawn, signal, reap and sweep the child's tree.
 //! - [`http`]: the front on port 8080: server, proxy, health, status.
 //! - [`modes`]: the wiring that runs each mode to its end.
+//! - [`imaging`]: decoding and preprocessing for the mnist server (the
+//!   init never calls it, so the linker drops it from the init).
 //!
 //! The mnist server is a second binary, `modelarts-init-mnist` (its code is
 //! in `src/mnist/`, on top of this library); see [`exec_mnist`].
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod imaging;
 pub mod lifecycle;
 pub mod logging;
 pub mod model_config;

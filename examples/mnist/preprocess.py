@@ -101,7 +101,7 @@ def load_grey(src):
         # The luma straight from the decoder (libjpeg's grey output): the
         # grey wanted here, without upsampling and converting the chroma,
         # most of a colour JPEG's decoding time. The Rust server does the
-        # same (src/mnist/app.rs, decode_jpeg_luma).
+        # same (src/imaging/decode/jpeg.rs, decode_luma).
         im.draft("L", None)
     im = ImageOps.exif_transpose(im)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):

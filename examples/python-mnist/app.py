@@ -32,6 +32,7 @@ req/s instead of 122).
 import io
 import os
 import sys
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -72,8 +73,10 @@ _opts.intra_op_num_threads = int(os.environ.get("MNIST_ORT_THREADS", "1"))
 _opts.inter_op_num_threads = 1
 session = ort.InferenceSession(MODEL_PATH, _opts, providers=["CPUExecutionProvider"])
 
-# Decompression-bomb guard like the Rust server's (16k x 16k at most).
-Image.MAX_IMAGE_PIXELS = 16_384 * 16_384
+# Decompression-bomb guard like the Rust server's --max-pixels default:
+# Pillow warns past MAX_IMAGE_PIXELS, and the warning is made an error.
+Image.MAX_IMAGE_PIXELS = 40_000_000
+warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024 + 64 * 1024
@@ -105,6 +108,8 @@ def predict():
         return _error(400, "empty_image", 'the "images" field is empty')
     try:
         digit = classify(data)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        return _error(413, "too_many_pixels", str(e))
     except (UnidentifiedImageError, ValueError, OSError) as e:
         return _error(400, "corrupt_image", f"cannot decode the image: {e}")
     if digit is None:

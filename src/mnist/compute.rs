@@ -8,22 +8,27 @@
 //! per thread). A `spawn_blocking` per request behind a semaphore left a
 //! core idle between jobs and rotated the work over a pool of cold threads
 //! (bench/README.md: 158% of 200% busy with 16 uploads queued).
-//! Must not: run on, or block, the async reactor threads; a job whose
-//! client has gone away is skipped, not computed.
+//! Must not: run on, or block, the async reactor threads; compute a job
+//! whose client has gone away; keep a job's decode memory admission past
+//! its computation.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use modelarts_init::imaging::decode::Header;
 use tokio::sync::oneshot;
 
-use crate::app::{decode_and_preprocess, UploadError};
-use crate::model::Model;
+use crate::budget::Admission;
+use crate::model::Predict;
+use crate::pipeline::{self, Failure};
 
-/// One upload to classify and where its answer goes.
+/// One upload to classify, its admission, and where its answer goes.
 struct Job {
     image: Bytes,
-    answer: oneshot::Sender<Result<u8, UploadError>>,
+    header: Header,
+    admission: Admission,
+    answer: oneshot::Sender<Result<u8, Failure>>,
 }
 
 /// The queue into the compute threads; cheap to share.
@@ -38,8 +43,7 @@ pub struct Stopped;
 
 impl Compute {
     /// Starts `threads` compute threads running `model`.
-    pub fn start(model: Model, threads: usize) -> std::io::Result<Compute> {
-        let model = Arc::new(model);
+    pub fn start(model: Arc<dyn Predict>, threads: usize) -> std::io::Result<Compute> {
         let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
         for n in 0..threads.max(1) {
             let (model, jobs) = (model.clone(), jobs.clone());
@@ -49,37 +53,46 @@ impl Compute {
                     lower_priority();
                     // Ends when every sender is gone.
                     for job in jobs {
-                        if job.answer.is_closed() {
-                            continue;
-                        }
-                        // A panic in a decoder or in tract fails this
-                        // upload (500), not the thread.
-                        let digit = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            decode_and_preprocess(&job.image).and_then(|x| {
-                                model
-                                    .predict(&x)
-                                    .map_err(|e| UploadError::Corrupt(e.to_string()))
-                            })
-                        }))
-                        .unwrap_or_else(|_| {
-                            tracing::error!("panic while classifying an upload; answered 500");
-                            Err(UploadError::Internal)
-                        });
-                        let _ = job.answer.send(digit);
+                        run(job, &*model);
                     }
                 })?;
         }
         Ok(Compute { queue })
     }
 
-    /// Classifies one uploaded image on a compute thread.
-    pub async fn classify(&self, image: Bytes) -> Result<Result<u8, UploadError>, Stopped> {
+    /// Classifies one admitted upload on a compute thread.
+    pub async fn classify(
+        &self,
+        image: Bytes,
+        header: Header,
+        admission: Admission,
+    ) -> Result<Result<u8, Failure>, Stopped> {
         let (answer, result) = oneshot::channel();
-        self.queue
-            .send(Job { image, answer })
-            .map_err(|_| Stopped)?;
+        let job = Job {
+            image,
+            header,
+            admission,
+            answer,
+        };
+        self.queue.send(job).map_err(|_| Stopped)?;
         result.await.map_err(|_| Stopped)
     }
+}
+
+/// Computes one job, unless its client has gone away; the admission is
+/// given back as soon as the decoded image is gone.
+fn run(job: Job, model: &dyn Predict) {
+    if job.answer.is_closed() {
+        return;
+    }
+    // A panic in a decoder or in tract fails this upload (500), not the
+    // thread.
+    let digit = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        pipeline::classify(&job.image, &job.header, model)
+    }))
+    .unwrap_or(Err(Failure::Panic));
+    drop(job.admission);
+    let _ = job.answer.send(digit);
 }
 
 /// Gives this thread the lowest CPU priority (nice +19, Linux: per

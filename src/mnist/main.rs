@@ -1,49 +1,81 @@
 //! `modelarts-init-mnist`: the standalone mnist server (rule R2), as its
 //! own binary so that the init does not carry tract (see
-//! `modelarts_init::exec_mnist`). It takes the same command line as
-//! `modelarts-init mnist ...`, which execs it.
+//! `modelarts_init::exec_mnist`). It takes the flags of
+//! `modelarts-init mnist ...` (which execs it), with or without the word
+//! `mnist` first, and has its own `--help`.
 //!
-//! Modules: `app` (the upload, decoding and the HTTP answer), `compute`
-//! (the compute threads, one per core, that run the rest), `preprocess`
-//! (photo to 28x28, a port of `examples/mnist/preprocess.py`), `model` (the
-//! bundled ONNX model, run with tract), `stages` (`--bench-stages`: the
-//! per-image stages timed, for bench/mnist.sh).
+//! Modules: `server` (the wiring: front, model, timeline), `http` (the app:
+//! routes, upload, admission), `budget` (the decode memory shared by
+//! concurrent decodes), `compute` (the compute threads, one per core),
+//! `pipeline` (decode, preprocess, predict, and the kind of each failure),
+//! `errors` (the answers that are not a digit, and their log lines),
+//! `model` (the bundled ONNX model, run with tract), `stages`
+//! (`--bench-stages`: the per-image stages timed, for bench/mnist.sh).
+//! Decoding and preprocessing are the library's `imaging`.
 
-mod app;
+mod budget;
 mod compute;
+mod errors;
+mod http;
 mod model;
-mod preprocess;
+mod pipeline;
+mod server;
 mod stages;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
-use modelarts_init::{cli, config::Mode, logging, Error};
+use clap::Parser;
+use modelarts_init::cli::{self, MnistArgs};
+use modelarts_init::config::MnistConfig;
+use modelarts_init::{logging, Error};
+
+/// The command line of `modelarts-init-mnist`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "modelarts-init-mnist",
+    version,
+    about = "Serves the bundled MNIST model on the ModelArts HTTP front (R2).",
+    long_about = "Serves the bundled MNIST model on the ModelArts HTTP front (R2): \
+        `curl -F images=@seven.jpg :8080/` answers {\"mnist_result\": 7}. /health answers \
+        {\"health\": \"true\"} once the model is loaded; SIGTERM follows rule R8's drain \
+        (--drain-delay of service, then exit).\n\n\
+        Uploads are bounded: --max-image-bytes per upload, --max-pixels per image (read \
+        from the header before anything is decoded), and --decode-memory shared by all \
+        the decodes running at once.\n\n\
+        `modelarts-init mnist [OPTIONS]` runs this program with the same options; the \
+        word `mnist` may also be given here. Every flag can also be set with an \
+        environment variable MODELARTS_INIT_<FLAG>.",
+    after_help = "Example: modelarts-init-mnist --listen 0.0.0.0:8080 --max-pixels 20000000"
+)]
+struct MnistCli {
+    #[command(flatten)]
+    args: MnistArgs,
+}
 
 fn main() -> ExitCode {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == "--bench-stages")
-    {
-        let args: Vec<String> = std::env::args_os()
-            .skip(2)
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "--bench-stages") {
+        let rest: Vec<String> = args[2..]
+            .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        return ExitCode::from(stages::run(&args));
+        return ExitCode::from(stages::run(&rest));
     }
-    let cli = match cli::parse(std::env::args_os()) {
+    // `modelarts-init mnist ARGS` execs us with `mnist ARGS`.
+    if args.get(1).is_some_and(|a| a == "mnist") {
+        args.remove(1);
+    }
+    let parsed = match MnistCli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(cli::report_usage_error(e)),
     };
-    let config = match Mode::from_cli(cli) {
-        Ok(Mode::Mnist(config)) => config,
-        Ok(_) => return fail(Error::Config(
-            "modelarts-init-mnist only serves `mnist [OPTIONS]`; use modelarts-init for the rest"
-                .into(),
-        )),
+    let config = match MnistConfig::from_args(&parsed.args) {
+        Ok(config) => config,
         Err(e) => return fail(e),
     };
     let _log = logging::init(config.log_format, &config.log_filter);
-    match app::run(config) {
+    match server::run(config) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = %e, "cannot run");
@@ -53,6 +85,6 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: Error) -> ExitCode {
-    eprintln!("modelarts-init: {e}");
+    eprintln!("modelarts-init-mnist: {e}");
     ExitCode::from(e.exit_code())
 }

@@ -4,7 +4,7 @@
 //! `examples/mnist/train.py`; see `examples/mnist/MODEL.md`), loading them
 //! once (`into_optimized`, `into_runnable`) and running one 28x28 image.
 //! Must not: be called on the async reactor threads; inference is CPU work,
-//! and callers run it on blocking threads.
+//! and the compute threads run it.
 
 use tract_onnx::prelude::*;
 
@@ -30,7 +30,19 @@ pub struct LoadError(String);
 /// Inference failed.
 #[derive(Debug, thiserror::Error)]
 #[error("inference failed: {0}")]
-pub struct RunError(String);
+pub struct RunError(pub(crate) String);
+
+/// What the compute threads run on a 28x28: the model, or in unit tests a
+/// stand-in that fails on purpose.
+pub trait Predict: Send + Sync + 'static {
+    fn predict(&self, input: &Input) -> Result<u8, RunError>;
+}
+
+impl Predict for Model {
+    fn predict(&self, input: &Input) -> Result<u8, RunError> {
+        Model::predict(self, input)
+    }
+}
 
 impl Model {
     /// Parses and optimizes the embedded model for a fixed 1x1x28x28 input.

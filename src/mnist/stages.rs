@@ -4,16 +4,24 @@
 //!
 //! Prints one line per stage, `name best_us median_us loops` (best and
 //! median of 5 repeats, per call): `decode` (JPEG/PNG with the server's
-//! limits), `preprocess`, `tract` (inference alone, batch 1) and
+//! default limits, header probe included), `preprocess`, `tract` (inference alone, batch 1) and
 //! `end_to_end` (what one request computes), then `predicted D`. Must not:
 //! be reachable from the HTTP server.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::app::decode;
+use modelarts_init::imaging::decode::{decode_within, Limits};
+use modelarts_init::imaging::preprocess::preprocess;
+
 use crate::model::{Model, SIDE};
-use crate::preprocess::preprocess;
+
+/// The server's decode with its default limits.
+fn decode(
+    bytes: &[u8],
+) -> Result<image::DynamicImage, modelarts_init::imaging::decode::DecodeError> {
+    decode_within(bytes, &Limits::default())
+}
 
 /// Runs the stage timings; returns the process exit code.
 pub fn run(args: &[String]) -> u8 {

@@ -23,31 +23,29 @@ pub fn run(mode: Mode) -> Result<u8, Error> {
         // and timers. The proxy only moves bytes between sockets: one
         // thread costs less CPU per request than a work-stealing pool
         // (bench/README.md), and the server it fronts is on the other cores.
-        Mode::Wrap(c) => block_on(false, wrap::run(c)),
+        Mode::Wrap(c) => block_on(wrap::run(c)),
         // The model lives in its own binary, so that the init, which runs
         // in every container, does not carry tract's 20 MB of code (it
         // would triple its resident memory); see `exec_mnist`.
         Mode::Mnist(_) => exec_mnist(),
-        Mode::Health(args) => block_on(false, verbs::health(args)),
+        Mode::Health(args) => block_on(verbs::health(args)),
         Mode::CheckConfig(path) => verbs::check_config(&path),
     }
 }
 
-/// Runs `f` on a new tokio runtime: a multi-threaded one if `threads`,
-/// else one on this thread.
-pub fn block_on<F: std::future::Future<Output = Result<u8, Error>>>(
-    threads: bool,
-    f: F,
-) -> Result<u8, Error> {
-    let mut builder = if threads {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    let runtime = builder.enable_all().build().map_err(|source| Error::Os {
-        what: "cannot start the async runtime",
-        source,
-    })?;
+/// Runs `f` on a new tokio runtime on this thread: the init's modes and
+/// the mnist server's front all run on one (more serving threads, with
+/// `--proxy-threads`, have one each). Without a multi-threaded runtime
+/// anywhere, tokio's work-stealing scheduler (and the libm its statistics
+/// pull in) stays out of the init's binary and resident memory.
+pub fn block_on<F: std::future::Future<Output = Result<u8, Error>>>(f: F) -> Result<u8, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Os {
+            what: "cannot start the async runtime",
+            source,
+        })?;
     let result = runtime.block_on(f);
     // Do not wait for work still running on blocking threads: the
     // timeline has already decided that we exit.

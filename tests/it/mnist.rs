@@ -1,6 +1,13 @@
 //! `modelarts-init mnist`: the bundled model through the real HTTP front,
 //! with real uploads (curl) of photo-like images made from the MNIST test
-//! split by `tests/tools/make_photos.py`.
+//! split by `tests/tools/make_photos.py`. Submodules: `limits` (hostile
+//! uploads: each limit's answer, the log, the peak memory), `cli` (the
+//! standalone binary's command line), `decode` (the library's decoder on
+//! mutated images).
+
+mod cli;
+mod decode;
+mod limits;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,7 +16,14 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::util::{curl_status, free_port, repo, venv_bin, wait_until, Init, Running, TempDir};
+use crate::util::{
+    curl_status, free_port, repo, scrubbed_command, venv_bin, wait_until, Init, Running, TempDir,
+};
+
+/// The standalone mnist binary.
+fn mnist_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelarts-init-mnist")
+}
 
 /// The Python of the test venv (numpy + Pillow for make_photos.py).
 fn python() -> PathBuf {
@@ -23,13 +37,18 @@ struct Server {
 }
 
 impl Server {
+    /// `modelarts-init mnist --listen ... EXTRA`.
     fn start(extra: &[&str]) -> Server {
+        let mut cmd = Init::new().arg("mnist").into_command();
+        cmd.args(extra);
+        Server::launch(cmd)
+    }
+
+    /// `cmd --listen 127.0.0.1:PORT`, once /health answers 200.
+    fn launch(mut cmd: Command) -> Server {
         let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let run = Init::new()
-            .args(["mnist", "--listen", &listen])
-            .args(extra)
-            .spawn();
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
+        let run = Running::spawn(cmd);
         let server = Server { run, port };
         assert!(
             wait_until(Duration::from_secs(30), || server.get("/health").0 == 200),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the reference preprocessing (examples/mnist/preprocess.py) on images
 and write its 28x28 outputs as JSON, so that the Rust port
-(src/mnist/preprocess.rs) can be compared with it value by value.
+(src/imaging/preprocess/) can be compared with it value by value.
 
     python3 tests/tools/preprocess_reference.py --out REF.json \
         [--edge-cases DIR] [--pillow-png DIR] IMAGE_OR_DIR...

@@ -1,0 +1,369 @@
+//! Steps 3 and 4: box blur, min/max filters, the background closing and
+//! the point-reflected padding.
+//!
+//! Owns: the windowed filters (running sums; van Herk/Gil-Werman and
+//! log-doubling for min/max), exact where preprocess.py is (min/max) and
+//! within an ulp where it divides. Must not: allocate outside the pool.
+
+use super::grey::Grey;
+use super::pool::Buf;
+
+/// the image.
+pub fn box_blur(a: &Grey, r: usize) -> Grey {
+    let mut out = Grey::pooled(a.width, a.height, 0.0);
+    let w = a.width;
+    box_blur_rows(a, r, |y, row| {
+        out.data[y * w..(y + 1) * w]
+            .iter_mut()
+            .zip(row)
+            .for_each(|(o, &v)| *o = v as f32);
+    });
+    out
+}
+
+/// `box_blur`, one output row at a time (`visit(y, row)`, in f64): running
+/// column sums over the window's rows, then prefix sums along the row.
+pub(crate) fn box_blur_rows(a: &Grey, r: usize, mut visit: impl FnMut(usize, &[f64])) {
+    let (h, w) = (a.height, a.width);
+    let mut col = Buf::new(w, 0f64);
+    let mut pre = Buf::new(w + 1, 0f64);
+    let mut out = Buf::new(w, 0f64);
+    // 1 / (pixels of x's window inside the row); reciprocals instead of
+    // Python's divisions: within an ulp, and only a sign is taken from this
+    let mut inv = Buf::new(w, 0f64);
+    for (x, v) in inv.iter_mut().enumerate() {
+        *v = 1.0 / ((x + r + 1).min(w) - x.saturating_sub(r)) as f64;
+    }
+    let (mut lo, mut hi) = (0, 0);
+    for y in 0..h {
+        let (new_lo, new_hi) = (y.saturating_sub(r), (y + r + 1).min(h));
+        while hi < new_hi {
+            col.iter_mut()
+                .zip(a.row(hi))
+                .for_each(|(c, &v)| *c += v as f64);
+            hi += 1;
+        }
+        while lo < new_lo {
+            col.iter_mut()
+                .zip(a.row(lo))
+                .for_each(|(c, &v)| *c -= v as f64);
+            lo += 1;
+        }
+        let inv_count = 1.0 / (hi - lo) as f64;
+        let mut acc = 0.0;
+        for (p, &c) in pre[1..].iter_mut().zip(col.iter()) {
+            acc += c * inv_count;
+            *p = acc;
+        }
+        // windows [x - r, x + r] clipped to [0, w): pre[u] - pre[l]
+        for (x, (o, &iv)) in out.iter_mut().zip(inv.iter()).enumerate() {
+            *o = (pre[(x + r + 1).min(w)] - pre[x.saturating_sub(r)]) * iv;
+        }
+        visit(y, &out);
+    }
+}
+
+/// Steps 4 and 7: max over the (2r+1)^2 window (pixels inside the image
+/// only); rows then columns, van Herk/Gil-Werman.
+pub fn max_filter(a: &Grey, r: usize) -> Grey {
+    minmax::<true>(a, r)
+}
+
+/// Step 4: min over the (2r+1)^2 window (pixels inside the image only).
+pub fn min_filter(a: &Grey, r: usize) -> Grey {
+    minmax::<false>(a, r)
+}
+
+fn minmax<const MAX: bool>(a: &Grey, r: usize) -> Grey {
+    let (h, w) = (a.height, a.width);
+    let ident = if MAX {
+        f32::NEG_INFINITY
+    } else {
+        f32::INFINITY
+    };
+    let mut s = Scratch::default();
+    // Clipped windows = valid windows over r identity values at each end.
+    let mut padded = Buf::new((h + 2 * r) * w, ident);
+    padded[r * w..(r + h) * w].copy_from_slice(&a.data);
+    let mut rows = Buf::new(h * w, 0f32);
+    vhgw_valid::<MAX>(&padded, h + 2 * r, w, r, &mut rows, &mut s);
+    let mut t = Buf::new((w + 2 * r) * h, ident);
+    transpose(&rows, h, w, &mut t[r * h..(r + w) * h]);
+    let mut cols = Buf::new(w * h, 0f32);
+    vhgw_valid::<MAX>(&t, w + 2 * r, h, r, &mut cols, &mut s);
+    let mut out = Grey::pooled(w, h, 0.0);
+    transpose(&cols, w, h, &mut out.data);
+    out
+}
+
+/// Step 4's closing of the padded image, cropped by `2r` px on every side:
+/// `min_filter(max_filter(a, r), r)` there (its windows never reach the
+/// padded image's edge, so no clipping). Column passes: van Herk/Gil-Werman
+/// over whole rows; row passes: `window_along_rows`, no transposes.
+pub(crate) fn closing_cropped(a: &Grey, r: usize) -> Grey {
+    let (h, w) = (a.height, a.width);
+    assert!(
+        h > 4 * r && w > 4 * r,
+        "closing_cropped: image smaller than the padding"
+    );
+    let mut s = Scratch::default();
+    let (h1, w2, h2) = (h - 2 * r, w - 4 * r, h - 4 * r);
+    let mut x = Buf::new(h1 * w, 0f32);
+    let mut y = Buf::new(h1 * w, 0f32);
+    // max along columns (rows r .. h-r), then along rows
+    vhgw_valid::<true>(&a.data, h, w, r, &mut x, &mut s);
+    window_along_rows::<true>(&mut x, &mut y, r);
+    // min along rows (valid columns: 0 .. w1 - 2r = w2), then along columns
+    window_along_rows::<false>(&mut x, &mut y, r);
+    for (dst, src) in y[..h1 * w2].chunks_exact_mut(w2).zip(x.chunks_exact(w)) {
+        dst.copy_from_slice(&src[..w2]);
+    }
+    let mut out = Grey::pooled(w2, h2, 0.0);
+    vhgw_valid::<false>(&y[..h1 * w2], h1, w2, r, &mut out.data, &mut s);
+    out
+}
+
+/// Windowed max (or min) along rows, in place: `plane[i] =
+/// op(plane[i ..= i + 2r])` for i in 0 .. len - 2r, with `plane` taken as
+/// one flat array (`tmp`: scratch of the same length). In each row of
+/// width w the columns 0 .. w - 2r hold the valid windows; the others mix
+/// in the next row and must not be read. Log-doubling: `op` over windows
+/// of 1, 2, 4, ... px, then of two overlapping ones; each pass is one
+/// elementwise op of two shifted slices (exact, as max and min are).
+fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usize) {
+    let (win, n) = (2 * r + 1, plane.len());
+    let mut shifts = Vec::with_capacity(8);
+    let mut c = 1;
+    while 2 * c <= win {
+        shifts.push(c);
+        c *= 2;
+    }
+    // windows of c px at i and at i + (win - c) cover i ..= i + win - 1
+    shifts.push(win - c);
+    shifts.retain(|&k| k > 0 && k < n);
+    // ping-pong between the two buffers; one copy at the end if needed
+    let (mut src, mut dst) = (&mut *plane, &mut *tmp);
+    for &k in &shifts {
+        dst[..n - k]
+            .iter_mut()
+            .zip(&src[..n - k])
+            .zip(&src[k..])
+            .for_each(|((o, &a), &b)| *o = op::<MAX>(a, b));
+        std::mem::swap(&mut src, &mut dst);
+    }
+    if shifts.len() % 2 == 1 {
+        plane.copy_from_slice(tmp);
+    }
+}
+
+/// `src` (`h` x `w`) transposed into `dst` (`w` x `h`), in cache blocks.
+fn transpose(src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
+    const B: usize = 32;
+    for y0 in (0..h).step_by(B) {
+        for x0 in (0..w).step_by(B) {
+            for y in y0..(y0 + B).min(h) {
+                for x in x0..(x0 + B).min(w) {
+                    dst[x * h + y] = src[y * w + x];
+                }
+            }
+        }
+    }
+}
+
+/// Buffers of the van Herk/Gil-Werman filter, reused across passes.
+struct Scratch {
+    g: Buf<f32>,
+    h: Buf<f32>,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            g: Buf::new(0, 0.0),
+            h: Buf::new(0, 0.0),
+        }
+    }
+}
+
+#[inline(always)]
+fn op<const MAX: bool>(a: f32, b: f32) -> f32 {
+    // (no NaN here) the forms that compile to maxps/minps
+    if MAX {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    } else if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Windowed max (or min) over the valid windows along the first axis of
+/// `src` (`n` x `lanes`, row-major): `out[i] = op(src[i ..= i + 2r])` for
+/// i in 0 .. n - 2r, per lane, whole rows at a time. Van Herk/Gil-Werman:
+/// about three comparisons per value whatever `r` (running op from each
+/// block's start, `g`, and from its end, `h`, in blocks of the window).
+fn vhgw_valid<const MAX: bool>(
+    src: &[f32],
+    n: usize,
+    lanes: usize,
+    r: usize,
+    out: &mut [f32],
+    s: &mut Scratch,
+) {
+    let win = 2 * r + 1;
+    assert!(n >= win && src.len() == n * lanes && out.len() == (n - 2 * r) * lanes);
+    if r == 0 {
+        out.copy_from_slice(src);
+        return;
+    }
+    s.g.resize(n * lanes, 0.0);
+    s.h.resize(n * lanes, 0.0);
+    let (g, h) = (&mut s.g.0[..n * lanes], &mut s.h.0[..n * lanes]);
+    let row = |j: usize| j * lanes..(j + 1) * lanes;
+    for b in (0..n).step_by(win) {
+        let end = (b + win).min(n);
+        g[row(b)].copy_from_slice(&src[row(b)]);
+        for j in b + 1..end {
+            let (prev, cur) = g[(j - 1) * lanes..(j + 1) * lanes].split_at_mut(lanes);
+            for ((c, &p), &v) in cur.iter_mut().zip(prev.iter()).zip(&src[row(j)]) {
+                *c = op::<MAX>(p, v);
+            }
+        }
+        h[row(end - 1)].copy_from_slice(&src[row(end - 1)]);
+        for j in (b..end - 1).rev() {
+            let (cur, next) = h[j * lanes..(j + 2) * lanes].split_at_mut(lanes);
+            for ((c, &p), &v) in cur.iter_mut().zip(next.iter()).zip(&src[row(j)]) {
+                *c = op::<MAX>(p, v);
+            }
+        }
+    }
+    for i in 0..n - 2 * r {
+        let gg = &g[row(i + 2 * r)];
+        for ((o, &x), &y) in out[row(i)].iter_mut().zip(&h[row(i)]).zip(gg) {
+            *o = op::<MAX>(x, y);
+        }
+    }
+}
+
+/// Step 4: pad by `p` px on every side with point reflection about the
+/// edge pixels: row -k (k = 1..p) = 2 * row[0] - row[min(k, H-1)], same at
+/// the bottom and for columns (rows first, then the columns of the
+/// row-padded array).
+pub fn pad_odd(a: &Grey, p: usize) -> Grey {
+    let (h, w) = (a.height, a.width);
+    let hp = h + 2 * p;
+    let mut rows = Buf::new(hp * w, 0f32);
+    for k in 1..=p {
+        let kk = k.min(h - 1);
+        let (r0, rk) = (a.row(0), a.row(kk));
+        for ((o, &e), &m) in rows[(p - k) * w..(p - k + 1) * w]
+            .iter_mut()
+            .zip(r0)
+            .zip(rk)
+        {
+            *o = 2.0 * e - m;
+        }
+        let (rn, rm) = (a.row(h - 1), a.row(h - 1 - kk));
+        for ((o, &e), &m) in rows[(p + h - 1 + k) * w..(p + h + k) * w]
+            .iter_mut()
+            .zip(rn)
+            .zip(rm)
+        {
+            *o = 2.0 * e - m;
+        }
+    }
+    rows[p * w..(p + h) * w].copy_from_slice(&a.data);
+    let wp = w + 2 * p;
+    let mut out = Grey::pooled(wp, hp, 0.0);
+    for y in 0..hp {
+        let src = &rows[y * w..(y + 1) * w];
+        let dst = &mut out.data[y * wp..(y + 1) * wp];
+        dst[p..p + w].copy_from_slice(src);
+        for k in 1..=p {
+            let kk = k.min(w - 1);
+            dst[p - k] = 2.0 * src[0] - src[kk];
+            dst[p + w - 1 + k] = 2.0 * src[w - 1] - src[w - 1 - kk];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imaging::preprocess::test_images::random;
+    fn naive(a: &Grey, r: usize, max: bool) -> Grey {
+        let mut out = a.clone();
+        for y in 0..a.height {
+            for x in 0..a.width {
+                let mut m = if max {
+                    f32::NEG_INFINITY
+                } else {
+                    f32::INFINITY
+                };
+                for yy in y.saturating_sub(r)..(y + r + 1).min(a.height) {
+                    for xx in x.saturating_sub(r)..(x + r + 1).min(a.width) {
+                        m = if max {
+                            m.max(a.get(yy, xx))
+                        } else {
+                            m.min(a.get(yy, xx))
+                        };
+                    }
+                }
+                out.data[y * a.width + x] = m;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn min_max_filters_match_the_naive_window() {
+        for (w, h, r) in [
+            (17, 13, 2),
+            (40, 31, 15),
+            (5, 3, 7),
+            (1, 9, 1),
+            (9, 1, 4),
+            (33, 33, 0),
+        ] {
+            let a = random(w, h, (w * 31 + h) as u32);
+            assert_eq!(max_filter(&a, r), naive(&a, r, true), "max {w}x{h} r{r}");
+            assert_eq!(min_filter(&a, r), naive(&a, r, false), "min {w}x{h} r{r}");
+        }
+    }
+
+    #[test]
+    fn box_blur_counts_inside_pixels_only() {
+        let a = random(23, 11, 3);
+        let b = box_blur(&a, 4);
+        for y in 0..11usize {
+            for x in 0..23usize {
+                let (mut s, mut n) = (0.0f64, 0.0);
+                for yy in y.saturating_sub(4)..(y + 5).min(11) {
+                    for xx in x.saturating_sub(4)..(x + 5).min(23) {
+                        s += a.get(yy, xx) as f64;
+                        n += 1.0;
+                    }
+                }
+                assert!((b.get(y, x) as f64 - s / n).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn pad_odd_reflects_about_the_edge() {
+        let a = Grey::new(3, 2, vec![1.0, 2.0, 4.0, 3.0, 3.0, 3.0]);
+        let p = pad_odd(&a, 2);
+        assert_eq!((p.width, p.height), (7, 6));
+        // rows: -1 = 2*r0 - r1, -2 = 2*r0 - r1 (min(k, H-1) = 1), bottom likewise
+        assert_eq!(&p.row(1)[2..5], &[-1.0, 1.0, 5.0]);
+        assert_eq!(&p.row(0)[2..5], &[-1.0, 1.0, 5.0]);
+        assert_eq!(&p.row(5)[2..5], &[5.0, 4.0, 2.0]);
+        // columns of the row-padded array: col -1 = 2*c0 - c1, col -2 = 2*c0 - c2
+        assert_eq!(p.row(2), &[-2.0, 0.0, 1.0, 2.0, 4.0, 6.0, 7.0]);
+    }
+}

@@ -1,0 +1,92 @@
+//! Per-thread pools of recycled working buffers.
+//!
+//! Owns: `take`/`give` and the `Buf` guard. Why: glibc returns large freed
+//! blocks to the OS, and faulting fresh pages in again cost more than all
+//! the filters together (measured: ~100 faults per call). Must not: keep a
+//! buffer larger than a working-size plane (a full-size photo's would pin
+//! its memory), or more than a few per thread.
+
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
+
+/// Largest buffer (elements) kept for reuse: every working-size plane fits
+/// (at most (128 + 60) x (384 + 60)), a full-size photo does not.
+const POOL_MAX_LEN: usize = 1 << 18;
+/// Most buffers kept per element type and thread.
+const POOL_MAX_COUNT: usize = 16;
+
+/// Element types with a per-thread pool of recycled buffers. Why: glibc
+/// returns large freed blocks to the OS, and faulting fresh pages in again
+/// cost more than all the filters together (measured: ~100 faults per call).
+pub(crate) trait Pooled: Copy + 'static {
+    fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<Self>>) -> R) -> Option<R>;
+}
+
+macro_rules! pooled {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn with_pool<R>(f: impl FnOnce(&mut Vec<Vec<$t>>) -> R) -> Option<R> {
+                thread_local!(static POOL: RefCell<Vec<Vec<$t>>> = const { RefCell::new(Vec::new()) });
+                POOL.try_with(|p| p.try_borrow_mut().ok().map(|mut p| f(&mut p))).ok().flatten()
+            }
+        }
+    )*};
+}
+pooled!(f32, f64, u32);
+
+/// `len` copies of `fill`, in a recycled buffer when one is free (the
+/// smallest that fits, else the largest).
+pub(crate) fn take<T: Pooled>(len: usize, fill: T) -> Vec<T> {
+    let mut v = T::with_pool(|pool| {
+        let fit = (0..pool.len())
+            .filter(|&i| pool[i].capacity() >= len)
+            .min_by_key(|&i| pool[i].capacity())
+            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+        fit.map(|i| pool.swap_remove(i))
+    })
+    .flatten()
+    .unwrap_or_default();
+    v.clear();
+    v.resize(len, fill);
+    v
+}
+
+/// Returns a buffer to this thread's pool (or frees it).
+pub(crate) fn give<T: Pooled>(v: Vec<T>) {
+    if v.capacity() == 0 || v.capacity() > POOL_MAX_LEN {
+        return;
+    }
+    T::with_pool(move |pool| {
+        if pool.len() < POOL_MAX_COUNT {
+            pool.push(v);
+        }
+    });
+}
+
+/// A scratch buffer from the pool, returned on drop.
+pub(crate) struct Buf<T: Pooled>(pub(crate) Vec<T>);
+
+impl<T: Pooled> Buf<T> {
+    pub(crate) fn new(len: usize, fill: T) -> Buf<T> {
+        Buf(take(len, fill))
+    }
+}
+
+impl<T: Pooled> Deref for Buf<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T: Pooled> DerefMut for Buf<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.0
+    }
+}
+
+impl<T: Pooled> Drop for Buf<T> {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.0));
+    }
+}

@@ -1,0 +1,454 @@
+//! Steps 1-10 in order: the pipeline of preprocess.py's `preprocess`.
+//!
+//! Owns: the working size, the decisions between the steps (polarity,
+//! no-ink cases, which components are kept, the normalisation) and their
+//! `Trace`. Must not: hold the full-size image longer than step 2 needs.
+
+use image::DynamicImage;
+
+use super::filters::{box_blur_rows, closing_cropped};
+use super::grey::GreyRows;
+use super::pool::{give, Buf};
+use super::resize::resize_rows;
+use super::*;
+
+/// What the pipeline decided (Python's `debug` dict), for tests and logs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace {
+    /// Working size (rows, cols) after step 2.
+    pub work: (usize, usize),
+    /// Step 3: the ink was light on dark and the image was inverted.
+    pub light_ink: bool,
+    /// Step 5: the threshold t.
+    pub threshold: f64,
+    /// Step 6: how many components, how many kept.
+    pub n_components: usize,
+    pub kept: usize,
+    /// Step 7: the HI_PERCENTILE-th percentile of the kept pixels' ink strength.
+    pub hi: f64,
+    /// Step 8: box side L, scale s, centre of mass (row, col).
+    pub box_side: usize,
+    pub scale: f64,
+    pub com: (f64, f64),
+}
+
+/// Steps 1-10: decoded image -> 28x28 (ink high, row-major), or None if no
+/// ink is found. The same as `preprocess_grey(&load_grey(image))`, bit for
+/// bit, but step 1 is done row by row inside step 2's resize, so a big
+/// photo is never copied at full size.
+pub fn preprocess(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
+    let src = GreyRows::new(image);
+    let (wh, ww) = work_size(src.height, src.width)?;
+    let g = resize_rows(src.height, src.width, wh, ww, |y, row| src.row(y, row));
+    drop(src);
+    steps_3_to_10(g, &mut Trace::default())
+}
+
+/// Steps 2-10 on a grey image in [0, 1].
+pub fn preprocess_grey(grey: &Grey) -> Option<[f32; OUT * OUT]> {
+    preprocess_grey_traced(grey, &mut Trace::default())
+}
+
+/// `preprocess_grey`, also recording its decisions in `trace`.
+pub fn preprocess_grey_traced(grey: &Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
+    let (wh, ww) = work_size(grey.height, grey.width)?;
+    steps_3_to_10(resize(grey, wh, ww), trace)
+}
+
+/// Step 2's working size (rows, cols) for an `h x w` image; None if empty.
+pub fn work_size(h: usize, w: usize) -> Option<(usize, usize)> {
+    if h == 0 || w == 0 {
+        return None;
+    }
+    let (h, w) = (h as f64, w as f64);
+    let k = (WORK_SHORT / h.min(w)).min(WORK_LONG / h.max(w));
+    // floor(side * k + 0.5), at least 1
+    Some((
+        ((h * k + 0.5).floor() as usize).max(1),
+        ((w * k + 0.5).floor() as usize).max(1),
+    ))
+}
+
+/// Upper bound of the bytes `preprocess` holds for an `h x w` image,
+/// besides the image itself: step 2's ring of input rows and its
+/// row-resized copy, both as wide as the image. Steps 3-10 then work on
+/// planes of the working size, whatever the image: a few MB per thread
+/// (`STEPS_MEMORY`), kept in the thread's pool.
+pub fn working_memory(h: usize, w: usize) -> u64 {
+    let Some((wh, _)) = work_size(h, w) else {
+        return 0;
+    };
+    let fy = h as f64 / wh as f64;
+    // a tap spans 2 * max(1, fy) + 1 input rows at most
+    let ring = ((2.0 * fy.max(1.0)).ceil() as u64 + 2).min(h as u64);
+    (ring + wh as u64) * w as u64 * 4 + (w as u64 + 64) * 4
+}
+
+/// Most bytes steps 3-10 hold, whatever the image: a dozen planes of at
+/// most (128 + 60) x (384 + 60) values, f64 at most.
+pub const STEPS_MEMORY: u64 = 12 * 188 * 444 * 8;
+
+/// Steps 3-10 on the working-size grey image.
+fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
+    trace.work = (g.height, g.width);
+    polarity(&mut g, trace);
+    let (d, dmax) = ink_strength(&g);
+    let (wh, ww) = (g.height, g.width);
+    drop(g);
+
+    // 5. threshold; no ink if the strongest is weaker than MIN_CONTRAST
+    if (dmax as f64) < MIN_CONTRAST {
+        return None;
+    }
+    let dmax = dmax as f64;
+    let t = otsu(&d, OTSU_BINS, dmax).max(MIN_THRESHOLD * dmax);
+    trace.threshold = t;
+    let mask: Vec<bool> = d.iter().map(|&v| v as f64 > t).collect();
+
+    let comps = components(&mask, wh, ww);
+    let selected = select(&comps, wh, ww, trace);
+    give(comps.labels);
+    let (kept, kbox) = selected?;
+
+    let ink = ink_image(&d, &kept, kbox, t, (wh, ww), trace);
+    let (cy, cx, s) = centre(&ink, kbox, trace);
+    let mut out = resample(&ink, (wh, ww), (cy, cx), s);
+
+    // 10. strokes' core to 1
+    let m = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m > 0.0 && m < 1.0 {
+        out.iter_mut().for_each(|v| *v /= m);
+    }
+    Some(out.map(|v| v.clamp(0.0, 1.0) as f32))
+}
+
+/// Step 3: the heavier tail of the high-pass h = g - blur is the ink; light
+/// ink on dark is inverted.
+fn polarity(g: &mut Grey, trace: &mut Trace) {
+    let mut skew = 0f64;
+    box_blur_rows(g, POL_RADIUS, |y, blur| {
+        skew += g
+            .row(y)
+            .iter()
+            .zip(blur)
+            .map(|(&v, &b)| (v as f64 - b).powi(3))
+            .sum::<f64>();
+    });
+    trace.light_ink = skew > 0.0;
+    if trace.light_ink {
+        g.data.iter_mut().for_each(|v| *v = 1.0 - *v);
+    }
+}
+
+/// Step 4: the background (closing of the point-reflected image) and the
+/// ink strength d against it; returns d and its maximum.
+fn ink_strength(g: &Grey) -> (Buf<f32>, f32) {
+    let p = 2 * BG_RADIUS;
+    // = min_filter(max_filter(pad_odd(g, p), r), r)[p:-p, p:-p], exactly
+    let bg = closing_cropped(&pad_odd(g, p), BG_RADIUS);
+    let mut d = Buf::new(g.height * g.width, 0f32);
+    let mut dmax = 0f32;
+    for ((o, &b), &v) in d.iter_mut().zip(&bg.data).zip(&g.data) {
+        let (b, v) = (b as f64, v as f64);
+        *o = ((b - v) / b.max(BG_FLOOR)).clamp(0.0, 1.0) as f32;
+        dmax = if *o > dmax { *o } else { dmax };
+    }
+    (d, dmax)
+}
+
+/// Step 6: prefer components off the border; keep the largest and its
+/// neighbours. Returns the kept pixels and their box (the union of the
+/// kept components' boxes, step 8's box), or None if no digit.
+fn select(
+    comps: &Components,
+    wh: usize,
+    ww: usize,
+    trace: &mut Trace,
+) -> Option<(Vec<bool>, [usize; 4])> {
+    let n = comps.areas.len();
+    trace.n_components = n;
+    if n == 0 {
+        return None;
+    }
+    let (areas, boxes) = (&comps.areas, &comps.boxes);
+    let inner: Vec<usize> = (0..n)
+        .filter(|&i| {
+            let b = boxes[i];
+            b[0] > 0 && b[1] > 0 && b[2] < wh - 1 && b[3] < ww - 1
+        })
+        .collect();
+    let max_all = *areas.iter().max().unwrap_or(&0);
+    let max_inner = inner.iter().map(|&i| areas[i]).max();
+    let cand: Vec<usize> = match max_inner {
+        Some(m) if m as f64 >= BORDER_RATIO * max_all as f64 => inner,
+        _ => (0..n).collect(),
+    };
+    // the largest; the first one on ties
+    let big = cand
+        .iter()
+        .copied()
+        .fold(cand[0], |b, i| if areas[i] > areas[b] { i } else { b });
+    if areas[big] < MIN_PIXELS {
+        return None;
+    }
+    let bb = boxes[big];
+    let side = (bb[2] - bb[0] + 1).max(bb[3] - bb[1] + 1);
+    let mut keep_label = vec![false; n + 1];
+    let mut kbox = bb;
+    for &i in &cand {
+        if i == big
+            || (areas[i] as f64 >= KEEP_AREA * areas[big] as f64
+                && box_gap(&boxes[i], &bb) as f64 <= KEEP_GAP * side as f64)
+        {
+            keep_label[i + 1] = true;
+            trace.kept += 1;
+            let b = boxes[i];
+            kbox = [
+                kbox[0].min(b[0]),
+                kbox[1].min(b[1]),
+                kbox[2].max(b[2]),
+                kbox[3].max(b[3]),
+            ];
+        }
+    }
+    let kept = comps
+        .labels
+        .iter()
+        .map(|&l| keep_label[l as usize])
+        .collect();
+    Some((kept, kbox))
+}
+
+/// Step 7's ink image over the region where it can be non-zero: the kept
+/// box grown by KEEP_DILATE (rows y0..y1, columns x0..x1 of the working
+/// image); zero elsewhere.
+struct Ink {
+    v: Buf<f64>,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+}
+
+/// Step 7: d mapped to [0, 1] between LO_FRACTION * t and the kept pixels'
+/// HI_PERCENTILE, near the kept pixels only.
+fn ink_image(
+    d: &[f32],
+    kept: &[bool],
+    kbox: [usize; 4],
+    t: f64,
+    (wh, ww): (usize, usize),
+    trace: &mut Trace,
+) -> Ink {
+    let mut kept_d = Buf::new(0, 0f32);
+    kept_d.extend(d.iter().zip(kept).filter(|(_, &k)| k).map(|(&v, _)| v));
+    let hi = percentile(&mut kept_d, HI_PERCENTILE);
+    trace.hi = hi;
+    let lo = LO_FRACTION * t;
+    let den = (hi - lo).max(1e-6);
+    let near = dilate(kept, wh, ww, KEEP_DILATE);
+    let rows = kbox[0].saturating_sub(KEEP_DILATE)..(kbox[2] + KEEP_DILATE + 1).min(wh);
+    let cols = kbox[1].saturating_sub(KEEP_DILATE)..(kbox[3] + KEEP_DILATE + 1).min(ww);
+    let rw = cols.len();
+    let mut v = Buf::new(rows.len() * rw, 0f64);
+    for (y, orow) in rows.clone().zip(v.chunks_exact_mut(rw)) {
+        let span = y * ww + cols.start..y * ww + cols.end;
+        for ((o, &dv), &m) in orow.iter_mut().zip(&d[span.clone()]).zip(&near[span]) {
+            *o = if m {
+                ((dv as f64 - lo) / den).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+        }
+    }
+    Ink { v, rows, cols }
+}
+
+/// Step 8: the scale that makes the box's longer side BOX px, and the ink's
+/// centre of mass: (row, col, scale).
+fn centre(ink: &Ink, kbox: [usize; 4], trace: &mut Trace) -> (f64, f64, f64) {
+    let l = (kbox[2] - kbox[0] + 1).max(kbox[3] - kbox[1] + 1);
+    let s = BOX / l as f64;
+    let (mut total, mut sy, mut sx) = (0f64, 0f64, 0f64);
+    for (y, row) in ink.rows.clone().zip(ink.v.chunks_exact(ink.cols.len())) {
+        let (mut rt, mut rx) = (0f64, 0f64);
+        for (x, &val) in ink.cols.clone().zip(row) {
+            rt += val;
+            rx += val * x as f64;
+        }
+        total += rt;
+        sy += rt * y as f64;
+        sx += rx;
+    }
+    let (cy, cx) = (sy / total, sx / total);
+    trace.box_side = l;
+    trace.scale = s;
+    trace.com = (cy, cx);
+    (cy, cx, s)
+}
+
+/// Step 9: resample the ink into 28x28 around the centre of mass (zeros
+/// outside the working image).
+fn resample(ink: &Ink, (wh, ww): (usize, usize), (cy, cx): (f64, f64), s: f64) -> [f64; OUT * OUT] {
+    let grid = |c: f64| -> Vec<f64> { (0..OUT).map(|i| c + (i as f64 - COM) / s).collect() };
+    let my = resample_matrix(wh, &grid(cy), 1.0 / s, false);
+    let mx = resample_matrix(ww, &grid(cx), 1.0 / s, false);
+    let (rows, cols, rw) = (&ink.rows, &ink.cols, ink.cols.len());
+    let mut tmp = Buf::new(OUT * rw, 0f64);
+    for (i, acc) in tmp.chunks_exact_mut(rw).enumerate() {
+        let (first, wts) = my.row(i);
+        for (y, &wt) in (first..).zip(wts) {
+            if rows.contains(&y) {
+                let src = &ink.v[(y - rows.start) * rw..(y - rows.start + 1) * rw];
+                acc.iter_mut().zip(src).for_each(|(o, &val)| *o += wt * val);
+            }
+        }
+    }
+    let mut out = [0f64; OUT * OUT];
+    for (i, orow) in out.chunks_exact_mut(OUT).enumerate() {
+        let acc = &tmp[i * rw..(i + 1) * rw];
+        for (j, o) in orow.iter_mut().enumerate() {
+            let (first, wts) = mx.row(j);
+            *o = (first..)
+                .zip(wts)
+                .filter(|(x, _)| cols.contains(x))
+                .map(|(x, &wt)| wt * acc[x - cols.start])
+                .sum();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imaging::preprocess::test_images::photo;
+    fn centre_of_mass(out: &[f32; 784]) -> (f64, f64) {
+        let (mut t, mut sy, mut sx) = (0.0, 0.0, 0.0);
+        for (i, &v) in out.iter().enumerate() {
+            t += v as f64;
+            sy += v as f64 * (i / 28) as f64;
+            sx += v as f64 * (i % 28) as f64;
+        }
+        (sy / t, sx / t)
+    }
+
+    #[test]
+    fn dark_ring_on_paper_is_centred_ink_high() {
+        let out = preprocess_grey(&photo(200, 150)).expect("a digit");
+        assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert_eq!(out.iter().copied().fold(0.0, f32::max), 1.0);
+        let (cy, cx) = centre_of_mass(&out);
+        assert!(
+            (cy - 14.0).abs() < 0.5 && (cx - 14.0).abs() < 0.5,
+            "com ({cy}, {cx})"
+        );
+        // ink high: the corners are background, the ring's top (row 4-5) is ink
+        assert_eq!(out[0], 0.0);
+        assert_eq!(out[783], 0.0);
+        assert!(
+            out[4 * 28 + 14].max(out[5 * 28 + 14]) > 0.5,
+            "{}",
+            out[4 * 28 + 14]
+        );
+        assert!(out[14 * 28 + 14] < 0.05, "the ring's hole is empty");
+        // the ink box's longer side is about 20 px
+        let rows: Vec<usize> = (0..28)
+            .filter(|r| (0..28).any(|c| out[r * 28 + c] > 0.1))
+            .collect();
+        let span = rows.last().unwrap() - rows.first().unwrap() + 1;
+        assert!((19..=22).contains(&span), "span {span}");
+    }
+
+    #[test]
+    fn light_on_dark_equals_its_inverse() {
+        let dark = photo(180, 160);
+        let mut light = dark.clone();
+        light.data.iter_mut().for_each(|v| *v = 1.0 - *v);
+        let (mut ta, mut tb) = (Trace::default(), Trace::default());
+        let a = preprocess_grey_traced(&dark, &mut ta).unwrap();
+        let b = preprocess_grey_traced(&light, &mut tb).unwrap();
+        assert!(!ta.light_ink && tb.light_ink);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "max diff {diff}");
+    }
+
+    #[test]
+    fn uniform_images_have_no_digit() {
+        for (w, h, v) in [
+            (120, 90, 0.75),
+            (258, 239, 0.757),
+            (22, 475, 0.141),
+            (474, 412, 0.247),
+            (1, 1, 0.5),
+            (5, 5, 0.0),
+            (300, 7, 1.0),
+        ] {
+            assert_eq!(
+                preprocess_grey(&Grey::filled(w, h, v)),
+                None,
+                "{w}x{h} at {v}"
+            );
+        }
+        let rgb = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            97,
+            133,
+            image::Rgb([200, 190, 180]),
+        ));
+        assert_eq!(preprocess(&rgb), None);
+    }
+
+    #[test]
+    fn degenerate_sizes_do_not_panic() {
+        for (w, h) in [
+            (1, 1),
+            (2, 1),
+            (1, 2),
+            (5, 5),
+            (2000, 1),
+            (1, 2000),
+            (2000, 60),
+            (3, 400),
+        ] {
+            let mut g = Grey::filled(w, h, 0.9);
+            g.data[(h / 2) * w + w / 2] = 0.1;
+            if let Some(out) = preprocess_grey(&g) {
+                assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+            }
+        }
+        assert_eq!(preprocess_grey(&Grey::filled(0, 0, 0.0)), None);
+    }
+
+    #[test]
+    fn preprocess_is_load_grey_then_preprocess_grey_bit_for_bit() {
+        let ring = photo(900, 700);
+        let to8 = |v: f32| (v * 255.0 + 0.5) as u8;
+        let rgb = image::RgbImage::from_fn(900, 700, |x, y| {
+            let v = to8(ring.get(y as usize, x as usize));
+            image::Rgb([v, v.saturating_add(10), v / 2])
+        });
+        // drawing-app style: dark ink colour, alpha = coverage
+        let rgba = image::RgbaImage::from_fn(900, 700, |x, y| {
+            image::Rgba([20, 20, 60, 255 - to8(ring.get(y as usize, x as usize))])
+        });
+        let grey16 = image::ImageBuffer::from_fn(900, 700, |x, y| {
+            image::Luma([(ring.get(y as usize, x as usize) * 65535.0) as u16])
+        });
+        for image in [
+            DynamicImage::ImageRgb8(rgb),
+            DynamicImage::ImageRgba8(rgba),
+            DynamicImage::ImageLuma16(grey16),
+        ] {
+            let fused = preprocess(&image);
+            assert!(fused.is_some(), "{:?}", image.color());
+            assert_eq!(
+                fused,
+                preprocess_grey(&load_grey(&image)),
+                "{:?}",
+                image.color()
+            );
+        }
+    }
+}
