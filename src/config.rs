@@ -16,11 +16,15 @@ use tracing_subscriber::filter::Targets;
 
 use crate::error::Error;
 use crate::http::probe::{Probe, Readiness};
-use crate::http::proxy;
 use crate::http::FrontConfig;
+use crate::http::{admission, metrics, proxy};
 use crate::model_config::ModelConfig;
 use crate::supervisor::{ChildSpec, Credentials};
-use crate::timeline::{restart, Settings as Timeline};
+use crate::timeline::{restart, Quiet, Settings as Timeline};
+
+/// `--drain-min` when neither the flag nor config.json's health section
+/// says.
+const DRAIN_MIN: Duration = Duration::from_secs(30);
 
 /// What to run.
 #[derive(Debug)]
@@ -83,6 +87,9 @@ pub struct ProxyConfig {
     pub proxy: proxy::Settings,
     /// Threads serving client connections (`--proxy-threads`), at least 1.
     pub threads: usize,
+    /// How long the platform takes to see `/health` fail, from
+    /// config.json's health section: the default of `--drain-min`.
+    pub health_detection: Option<Duration>,
 }
 
 /// Everything mnist mode needs.
@@ -110,6 +117,12 @@ impl WrapConfig {
         } else {
             Some(ProxyConfig::from_args(&args.front, &args.proxy)?)
         };
+        if args.no_proxy && sup.timeline.drain_quiet_period.is_some() {
+            return Err(Error::Config(
+                "--drain-quiet-period needs the HTTP front (it watches the requests), not --no-proxy".into(),
+            ));
+        }
+        let detection = proxy.as_ref().and_then(|p| p.health_detection);
         let mut env = Vec::new();
         if let Some(p) = &proxy {
             // Servers that read PORT (Flask, many others) find the upstream
@@ -139,7 +152,7 @@ impl WrapConfig {
                     max_restarts: sup.max_restarts,
                     window: sup.restart_window,
                 },
-                ..timeline(&sup.timeline)
+                ..timeline(&sup.timeline, detection)
             },
             log_format: args.log.log_format,
             log_filter: log_filter(args.log.log_level.clone()),
@@ -152,7 +165,10 @@ impl ProxyConfig {
     fn from_args(front: &FrontArgs, proxy: &ProxyArgs) -> Result<ProxyConfig, Error> {
         let model = proxy.config.as_deref().map(ModelConfig::load).transpose()?;
         let health = model.as_ref().and_then(|m| m.health.as_ref());
-        let front = front_config(front, health.map(|h| h.url.as_str()))?;
+        let mut front = front_config(front, health.map(|h| h.url.as_str()))?;
+        if let Some(model) = &model {
+            front.routes = routes(model)?;
+        }
         if same_socket(front.listen, proxy.upstream) {
             return Err(Error::Config(format!(
                 "--upstream {} is the address we listen on (--listen {}); the child must listen elsewhere, e.g. 127.0.0.1:8081",
@@ -190,6 +206,7 @@ impl ProxyConfig {
             },
             proxy: settings,
             threads: proxy.proxy_threads,
+            health_detection: health.map(|h| Duration::from_secs(h.detection_seconds())),
         })
     }
 }
@@ -211,7 +228,7 @@ impl MnistConfig {
         }
         Ok(MnistConfig {
             front: front_config(&args.front, None)?,
-            timeline: timeline(&args.timeline),
+            timeline: timeline(&args.timeline, None),
             max_image_bytes: args.max_image_bytes,
             max_pixels: args.max_pixels,
             decode_memory: args.decode_memory,
@@ -232,14 +249,42 @@ fn log_filter(flag: Option<Targets>) -> Targets {
     .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
-fn timeline(args: &TimelineArgs) -> Timeline {
+/// The timeline's settings; `detection` is how long the platform takes
+/// to see `/health` fail (config.json), the default of `--drain-min`.
+fn timeline(args: &TimelineArgs, detection: Option<Duration>) -> Timeline {
     Timeline {
         drain_delay: args.drain_delay,
         stop_timeout: args.stop_timeout,
         stop_signal: libc::SIGTERM,
         leftover_grace: Duration::ZERO,
         restart: restart::Policy::NEVER,
+        quiet: args.drain_quiet_period.map(|period| Quiet {
+            period,
+            min: args.drain_min.or(detection).unwrap_or(DRAIN_MIN),
+        }),
     }
+}
+
+/// config.json's `apis` as metric routes.
+fn routes(model: &ModelConfig) -> Result<Vec<metrics::Route>, Error> {
+    model
+        .apis
+        .iter()
+        .enumerate()
+        .map(|(i, api)| {
+            let method = hyper::Method::from_bytes(api.method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "config.json apis[{i}].method {:?} is not an HTTP method",
+                        api.method
+                    ))
+                })?;
+            Ok(metrics::Route {
+                url: api.url.clone(),
+                method,
+            })
+        })
+        .collect()
 }
 
 /// The front's settings; `declared_health` is config.json's health.url,
@@ -251,14 +296,27 @@ fn front_config(args: &FrontArgs, declared_health: Option<&str>) -> Result<Front
         .or_else(|| declared_health.map(str::to_owned))
         .unwrap_or_else(|| "/health".to_owned());
     check_path("--health-path", &health_path)?;
-    if let Some(p) = &args.status_path {
-        check_path("--status-path", p)?;
+    let observe = &args.observe;
+    let own = [
+        ("--status-path", &args.status_path),
+        ("--metrics-path", &observe.metrics_path),
+        ("--live-path", &observe.live_path),
+    ];
+    for (i, (flag, path)) in own.iter().enumerate() {
+        let Some(p) = path else { continue };
+        check_path(flag, p)?;
         if *p == health_path {
-            return Err(Error::Config(format!(
-                "--status-path {p} is also the health path"
-            )));
+            return Err(Error::Config(format!("{flag} {p} is also the health path")));
+        }
+        if let Some((other, _)) = own[..i].iter().find(|(_, q)| q.as_ref() == Some(p)) {
+            return Err(Error::Config(format!("{flag} {p} is also {other}")));
         }
     }
+    let admission = args.admission.max_concurrency.map(|n| admission::Settings {
+        max_concurrency: n,
+        max_queue: args.admission.max_queue.unwrap_or(n),
+        queue_timeout: args.admission.queue_timeout,
+    });
     if args.max_connections == Some(0) {
         return Err(Error::Config("--max-connections must be at least 1".into()));
     }
@@ -266,6 +324,11 @@ fn front_config(args: &FrontArgs, declared_health: Option<&str>) -> Result<Front
         listen: args.listen,
         health_path,
         status_path: args.status_path.clone(),
+        metrics_path: observe.metrics_path.clone(),
+        routes: Vec::new(),
+        live_path: observe.live_path.clone(),
+        access_log: observe.access_log,
+        admission,
         keep_alive: args.keep_alive,
         max_connections: args.max_connections,
         request_timeout: args.request_timeout,

@@ -3,14 +3,17 @@
 //! watch.
 //!
 //! Owns: the [`Snapshot`] channel (a `tokio::sync::watch`, so that readers
-//! can wait for changes) and the readiness verdicts going the other way, to
-//! the timeline. Each change of state is logged once, here. Must not:
+//! can wait for changes) and what goes the other way, to the timeline: the
+//! readiness verdicts, and when the last request arrived (one shared
+//! atomic the front writes at most once a millisecond and the timeline
+//! reads when it decides, for the quiet drain: no message per request). Each change of state is logged once, here. Must not:
 //! decide anything. The one writer is the timeline's driver, which
 //! publishes what its machine derives (`timeline::machine`); there is no
 //! second copy of the phase anywhere.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -83,6 +86,7 @@ pub struct Lifecycle {
     tx: Arc<watch::Sender<Snapshot>>,
     verdicts: mpsc::UnboundedSender<bool>,
     started: Instant,
+    arrivals: Arc<Arrivals>,
 }
 
 /// The timeline's side: publishes snapshots, receives verdicts.
@@ -91,6 +95,17 @@ pub struct Feed {
     tx: Arc<watch::Sender<Snapshot>>,
     verdicts: mpsc::UnboundedReceiver<bool>,
     started: Instant,
+    arrivals: Arc<Arrivals>,
+}
+
+/// When the last request arrived: milliseconds after `base`, rounded up
+/// (so that the quiet period is never cut short), 0 before the first. On
+/// the timeline's clock (`tokio::time`), so that paused-time tests can
+/// drive it.
+#[derive(Debug)]
+struct Arrivals {
+    base: tokio::time::Instant,
+    last_ms: AtomicU64,
 }
 
 /// A new lifecycle in state Starting, and the feed for its timeline.
@@ -98,15 +113,21 @@ pub fn channel() -> (Lifecycle, Feed) {
     let tx = Arc::new(watch::Sender::new(Snapshot::START));
     let (vtx, vrx) = mpsc::unbounded_channel();
     let started = Instant::now();
+    let arrivals = Arc::new(Arrivals {
+        base: tokio::time::Instant::now(),
+        last_ms: AtomicU64::new(0),
+    });
     let view = Lifecycle {
         tx: tx.clone(),
         verdicts: vtx,
         started,
+        arrivals: arrivals.clone(),
     };
     let feed = Feed {
         tx,
         verdicts: vrx,
         started,
+        arrivals,
     };
     (view, feed)
 }
@@ -136,6 +157,17 @@ impl Lifecycle {
     pub fn report_ready(&self, ready: bool) {
         let _ = self.verdicts.send(ready);
     }
+
+    /// A request arrived now (not a health probe or a metrics scrape):
+    /// for the quiet drain. A clock read and, at most once a millisecond,
+    /// an atomic write shared by the serving threads.
+    pub fn request_arrived(&self) {
+        let a = &self.arrivals;
+        let ms = a.base.elapsed().as_millis() as u64 + 1;
+        if a.last_ms.load(Relaxed) < ms {
+            a.last_ms.fetch_max(ms, Relaxed);
+        }
+    }
 }
 
 impl Feed {
@@ -156,6 +188,13 @@ impl Feed {
             *now = next;
             true
         });
+    }
+
+    /// When the last request arrived, if one did (never earlier than it
+    /// did).
+    pub(crate) fn last_request(&self) -> Option<tokio::time::Instant> {
+        let ms = self.arrivals.last_ms.load(Relaxed);
+        (ms > 0).then(|| self.arrivals.base + Duration::from_millis(ms))
     }
 
     /// The next verdict; `None` once no probe can send any more.

@@ -7,15 +7,21 @@
 //! graceful stop), `fronts` (serving threads), `conn` (a connection's
 //! clock), `proxy` (the streaming reverse proxy), `probe` (readiness of the
 //! upstream), `health` (the `/health` answer), `status` (the opt-in status
-//! page), `client` (the one HTTP/1 client). Must not: know what the app
-//! behind it does.
+//! page), `client` (the one HTTP/1 client), `metrics` (the opt-in
+//! Prometheus metrics), `admission` (`--max-concurrency` and its queue),
+//! `observe` (what is noted of each request), `access_log`. Must not: know
+//! what the app behind it does.
 
+pub mod access_log;
+pub mod admission;
 pub mod client;
 pub mod conn;
 mod front;
 pub mod fronts;
 pub mod health;
 pub mod limit;
+pub mod metrics;
+mod observe;
 pub mod probe;
 pub mod proxy;
 pub mod server;
@@ -59,6 +65,17 @@ pub struct FrontConfig {
     pub listen: SocketAddr,
     pub health_path: String,
     pub status_path: Option<String>,
+    /// `--metrics-path`.
+    pub metrics_path: Option<String>,
+    /// config.json's `apis`: the route labels of the metrics and the
+    /// access log.
+    pub routes: Vec<metrics::Route>,
+    /// `--live-path`.
+    pub live_path: Option<String>,
+    /// `--access-log`.
+    pub access_log: bool,
+    /// `--max-concurrency` and its queue.
+    pub admission: Option<admission::Settings>,
     pub keep_alive: Duration,
     /// In all, across serving threads; `None`: what the open-files
     /// limit allows (see `limit`).

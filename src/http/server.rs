@@ -185,6 +185,7 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
             front.config.keep_alive,
             front.config.request_timeout,
         ));
+        clock.set_socket(std::os::fd::AsRawFd::as_raw_fd(&stream));
         let id = registry.add(clock.clone());
         let service = {
             let (front, clock) = (front.clone(), clock.clone());
