@@ -50,12 +50,7 @@ source "$ROOT/bench/lib.sh"
 
 need_tools curl
 build_if_absent release "$BIN"
-if ! "$VENV/bin/python" -c 'import flask, gevent, gunicorn' 2>/dev/null; then
-    echo "setting up the bench venv $VENV" >&2
-    [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check \
-        -r "$ROOT/examples/gunicorn-app/requirements.txt" >&2
-fi
+need_venv "$VENV" "flask, gevent, gunicorn" "$ROOT/examples/gunicorn-app/requirements.txt"
 stop_started_on_exit
 
 now() { date +%s.%N; }

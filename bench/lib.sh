@@ -186,3 +186,17 @@ stop_started_on_exit() {
     trap stop_started EXIT
     trap 'exit 130' INT TERM
 }
+
+# --- Python --------------------------------------------------------------
+# need_venv DIR IMPORTS REQUIREMENTS...: unless `import IMPORTS` (e.g.
+# "flask, gunicorn") works in the venv DIR, makes it (if missing) and pip
+# installs the requirements files into it.
+need_venv() {
+    local venv=$1 imports=$2 r reqs=()
+    shift 2
+    "$venv/bin/python" -c "import $imports" 2>/dev/null && return 0
+    echo "setting up the Python venv $venv" >&2
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+    for r in "$@"; do reqs+=(-r "$r"); done
+    "$venv/bin/pip" install -q --disable-pip-version-check "${reqs[@]}" >&2
+}

@@ -56,12 +56,7 @@ source "$ROOT/bench/lib.sh"
 
 need_tools curl ss:iproute2
 build_if_absent release "$BIN"
-if ! "$VENV/bin/python" -c 'import gunicorn' 2>/dev/null; then
-    echo "setting up the bench venv $VENV" >&2
-    [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check \
-        -r "$ROOT/examples/gunicorn-app/requirements.txt" >&2
-fi
+need_venv "$VENV" "gunicorn" "$ROOT/examples/gunicorn-app/requirements.txt"
 PY=$VENV/bin/python
 stop_started_on_exit
 

@@ -48,7 +48,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the bundled MNIST model on the same HTTP front (R2):
     /// `curl -F images=@seven.jpg :8080/` answers {"mnist_result": 7}.
-    Mnist(MnistArgs),
+    Mnist(Box<MnistArgs>),
     /// Exit 0 if the health URL answers 200, else 1 (for Docker HEALTHCHECK
     /// in images without curl).
     Health(HealthArgs),

@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use hyper::header::{HeaderValue, CONNECTION, RETRY_AFTER};
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::conn::ConnClock;
 use super::metrics::{Histogram, Reading};
-use super::{error, Body, BoxError};
+use super::{error, stopping, Body, Guarded};
 use crate::lifecycle::{Lifecycle, State};
 use crate::logging::Throttle;
 
@@ -172,16 +172,7 @@ impl Admission {
                 "no slot came free within the queue timeout of {} ms; retry shortly or on another instance",
                 queue_timeout.as_millis()
             ),
-            Refusal::Stopping => {
-                let mut resp = error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "stopping",
-                    "the service is shutting down; retry on another instance",
-                );
-                resp.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-                return resp;
-            }
+            Refusal::Stopping => return stopping(),
             // Nobody reads this answer; 499 is nginx's "client closed
             // request", for the access log and the metrics.
             Refusal::ClientGone => {
@@ -239,35 +230,9 @@ impl Drop for Queued<'_> {
 pub(crate) fn hold(resp: Response<Body>, slot: Option<OwnedSemaphorePermit>) -> Response<Body> {
     match slot {
         Some(slot) if resp.status() != StatusCode::SWITCHING_PROTOCOLS => {
-            resp.map(|inner| Body::new(Held { inner, _slot: slot }))
+            resp.map(|inner| Body::new(Guarded::new(inner, slot)))
         }
         _ => resp,
-    }
-}
-
-/// A response body and the slot its request holds.
-struct Held {
-    inner: Body,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl hyper::body::Body for Held {
-    type Data = bytes::Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
     }
 }
 

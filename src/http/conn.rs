@@ -117,7 +117,9 @@ impl ConnClock {
     /// even with request bytes still unread: hyper notices a closed
     /// connection only when it reads, and it does not read while a request
     /// body waits for the app (a request held in the admission queue). One
-    /// `poll(2)` with no wait; false when the socket is unknown.
+    /// `poll(2)` with no wait; false when the socket is unknown. (A client
+    /// that leaves while its body is still on the way is not seen: TCP
+    /// sends its FIN after the data, which waits for us to read.)
     pub fn peer_closed(&self) -> bool {
         let fd = self.socket.load(Relaxed);
         if fd < 0 {

@@ -30,8 +30,8 @@ use super::metrics::{self, Metrics, Reason, UpstreamFailure};
 use super::observe::{Observer, Outcome};
 use super::probe::Answered;
 use super::{
-    content_length, error, health, json, status, too_large, App, Body, Counters, FrontConfig,
-    MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
+    content_length, error, health, json, status, stopping, too_large, App, Body, Counters,
+    FrontConfig, MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
 };
 use crate::lifecycle::{Lifecycle, State};
 use crate::logging::Throttle;
@@ -143,14 +143,7 @@ impl<A: App> Front<A> {
         self.lifecycle.request_arrived();
         if state >= State::Stopping {
             self.reject(Reason::Stopping);
-            let mut resp = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
-                "the service is shutting down; retry on another instance",
-            );
-            resp.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            return resp;
+            return stopping();
         }
         if let Some(refused) = self.refuse(&req, peer) {
             return refused;

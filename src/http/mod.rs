@@ -96,6 +96,42 @@ pub struct Counters {
     pub served: AtomicU64,
 }
 
+/// A body that keeps `G` (a guard: the connection's streaming mark, an
+/// admission slot) until it has been sent or dropped.
+pub struct Guarded<G> {
+    inner: Body,
+    _guard: G,
+}
+
+impl<G> Guarded<G> {
+    pub fn new(inner: Body, guard: G) -> Guarded<G> {
+        Guarded {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> hyper::body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The declared body length, if any.
 pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
@@ -126,6 +162,19 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
         status,
         &serde_json::json!({ "error": code, "message": message }),
     )
+}
+
+/// 503 for a request that comes (or still waits) once the stop has begun,
+/// with `Connection: close`.
+pub(crate) fn stopping() -> Response<Body> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stopping",
+        "the service is shutting down; retry on another instance",
+    );
+    resp.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// 413 for a body over `max` bytes.

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 
 use super::conn::{ConnClock, Io, Next};
 use super::limit::{Episode, Registry};
-use super::{App, Body, Front, MAX_HEADER_BYTES};
+use super::{App, Front, Guarded, MAX_HEADER_BYTES};
 use crate::error::Error;
 use crate::lifecycle::State;
 
@@ -194,7 +194,9 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
                 async move {
                     let resp = front.handle(req, peer, &clock).await;
                     clock.response_ready();
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked::new(body, clock)))
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|body| Guarded::new(body, Streaming::new(clock))),
+                    )
                 }
             })
         };
@@ -261,44 +263,21 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
     tracing::info!("all client connections closed");
 }
 
-/// A response body that tells its connection's clock while it is being
-/// sent, so that a connection streaming an answer (server-sent events) is
-/// never taken for idle.
-struct Tracked {
-    inner: Body,
-    clock: Arc<ConnClock>,
-}
+/// Tells its connection's clock while an answer is being sent (kept by
+/// the answer's body until it is sent or dropped), so that a connection
+/// streaming an answer (server-sent events) is never taken for idle.
+struct Streaming(Arc<ConnClock>);
 
-impl Tracked {
-    fn new(inner: Body, clock: Arc<ConnClock>) -> Tracked {
+impl Streaming {
+    fn new(clock: Arc<ConnClock>) -> Streaming {
         clock.stream_started();
-        Tracked { inner, clock }
+        Streaming(clock)
     }
 }
 
-impl Drop for Tracked {
+impl Drop for Streaming {
     fn drop(&mut self) {
-        self.clock.stream_ended();
-    }
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = super::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+        self.0.stream_ended();
     }
 }
 

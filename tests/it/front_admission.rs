@@ -186,27 +186,34 @@ fn at_most_n_reach_the_upstream_m_wait_and_the_rest_get_503() {
     );
 }
 
+/// With `--max-concurrency 1` and `flags`: a request of `busy_ms` holds the
+/// slot, and one of `queued_ms` queued behind it is answered; (the front,
+/// that answer, how long it took). The busy one is asserted to succeed.
+fn queued_behind_busy(
+    tag: &str,
+    flags: &[&str],
+    busy_ms: u64,
+    queued_ms: u64,
+) -> (Front, Resp, Duration) {
+    let mut all = vec!["--max-concurrency", "1", "--status-path", "/_status"];
+    all.extend_from_slice(flags);
+    let (f, _stats) = start_counting(tag, &all);
+    let busy = request_in_background(&f, &format!("/work?ms={busy_ms}"));
+    wait_admission(&f, 1, 0);
+    let (r, took) = request_in_background(&f, &format!("/work?ms={queued_ms}"))
+        .join()
+        .unwrap();
+    assert_eq!(busy.join().unwrap().0.unwrap().status, 200);
+    (f, r.unwrap(), took)
+}
+
 /// `--queue-timeout`: a request that cannot get a slot in time gets 503
 /// overloaded after that long; and queue time counts toward
 /// `--request-timeout`: a queued request is answered 504 once its whole
 /// time is up, without waiting for the slot.
 #[test]
 fn queue_timeout_and_request_timeout_count_the_wait() {
-    let (f, _stats) = start_counting(
-        "queue-timeout",
-        &[
-            "--max-concurrency",
-            "1",
-            "--queue-timeout",
-            "500ms",
-            "--status-path",
-            "/_status",
-        ],
-    );
-    let busy = request_in_background(&f, "/work?ms=2500");
-    wait_admission(&f, 1, 0);
-    let (r, took) = request_in_background(&f, "/work?ms=10").join().unwrap();
-    let r = r.unwrap();
+    let (f, r, took) = queued_behind_busy("queue-timeout", &["--queue-timeout", "500ms"], 2500, 10);
     r.assert_json_error(503, "overloaded");
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(
@@ -214,30 +221,20 @@ fn queue_timeout_and_request_timeout_count_the_wait() {
         "503 after the 500 ms queue timeout, not {took:?}"
     );
     assert_eq!(admission(&f)["rejected"]["queue_timeout"], 1);
-    assert_eq!(busy.join().unwrap().0.unwrap().status, 200);
 
-    let (f, _stats) = start_counting(
+    // Queued behind the busy one at ~0 s, admitted at ~0.8 s, and 504 at
+    // 1 s from its own start (the app would take 2 s).
+    let (_f, r, took) = queued_behind_busy(
         "queue-request-timeout",
-        &[
-            "--max-concurrency",
-            "1",
-            "--request-timeout",
-            "1s",
-            "--status-path",
-            "/_status",
-        ],
+        &["--request-timeout", "1s"],
+        800,
+        2000,
     );
-    let busy = request_in_background(&f, "/work?ms=800");
-    wait_admission(&f, 1, 0);
-    // Queued behind it at ~0 s, admitted at ~0.8 s, and 504 at 1 s from
-    // its own start (the app would take 2 s).
-    let (r, took) = request_in_background(&f, "/work?ms=2000").join().unwrap();
-    r.unwrap().assert_json_error(504, "timeout");
+    r.assert_json_error(504, "timeout");
     assert!(
         (ms(900)..ms(1900)).contains(&took),
         "504 at about 1 s, not {took:?}"
     );
-    assert_eq!(busy.join().unwrap().0.unwrap().status, 200);
 }
 
 /// When the stop begins (the child's stop signal, after the drain),
@@ -280,9 +277,10 @@ fn queued_requests_get_503_at_once_at_the_stop() {
 }
 
 /// A queued request whose client goes away leaves the queue at once (a
-/// GET: hyper sees the closed connection; a POST whose body waits unread:
-/// the queue looks at the socket), so the next one takes its place
-/// instead of being refused.
+/// GET or a small POST: hyper sees the closed connection; a 100 kB POST,
+/// most of whose body waits unread in the socket, where hyper reads no
+/// further: the queue looks at the socket), so the next one takes its
+/// place instead of being refused, and none of them reaches the app.
 #[test]
 fn a_queued_request_whose_client_left_frees_its_place() {
     let (f, stats) = start_counting(
@@ -296,9 +294,14 @@ fn a_queued_request_whose_client_left_frees_its_place() {
             "/_status",
         ],
     );
-    let busy = request_in_background(&f, "/work?ms=3000");
+    let busy = request_in_background(&f, "/work?ms=6000");
     wait_admission(&f, 1, 0);
-    for (method, body) in [("GET", &b""[..]), ("POST", &b"0123456789"[..])] {
+    let big = vec![b'x'; 100_000];
+    for (method, body) in [
+        ("GET", &b""[..]),
+        ("POST", &b"0123456789"[..]),
+        ("POST", &big[..]),
+    ] {
         let mut c = Conn::open(f.listen).unwrap();
         let head = request_head(method, "/work?ms=10", &[], Some(body.len()));
         c.send(head.as_bytes()).unwrap();
@@ -307,7 +310,11 @@ fn a_queued_request_whose_client_left_frees_its_place() {
         drop(c);
         wait_admission(&f, 1, 0);
     }
-    assert_eq!(admission(&f)["client_gone"], 1, "the POST was seen leaving");
+    assert_eq!(
+        admission(&f)["client_gone"],
+        1,
+        "the big POST was seen leaving"
+    );
     // The freed place takes a new request, which is served after the busy one.
     let next = request_in_background(&f, "/work?ms=10");
     wait_admission(&f, 1, 1);

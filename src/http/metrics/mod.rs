@@ -22,14 +22,6 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 
-/// `--metrics-path` and the routes its labels name.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub path: String,
-    /// config.json's `apis`.
-    pub routes: Vec<Route>,
-}
-
 /// A declared route: a request for exactly `url` with `method`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
