@@ -20,6 +20,7 @@ pub mod probe;
 pub mod proxy;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 pub use front::Front;
 
@@ -65,6 +66,8 @@ pub struct FrontConfig {
     pub max_connections: Option<usize>,
     pub request_timeout: Option<Duration>,
     pub max_body: Option<u64>,
+    /// HTTPS and WSS: TLS terminated here.
+    pub tls: Option<tls::Tls>,
 }
 
 /// Largest request head (request line and headers) we accept; past it the
@@ -77,6 +80,8 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub struct Counters {
     pub in_flight: AtomicU64,
     pub served: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: AtomicU64,
 }
 
 /// The declared body length, if any.

@@ -10,9 +10,17 @@ use crate::cli::HealthArgs;
 use crate::error::Error;
 use crate::model_config::ModelConfig;
 
-/// `health`: 0 if the URL answers 200, else 1 with the reason on stderr.
+/// `health`: 0 if the URL answers 200, else 1 with the reason on stderr (2
+/// for bad TLS flags).
 pub(super) async fn health(args: HealthArgs) -> Result<u8, Error> {
-    match crate::http::client::get_url(&args.url, args.timeout).await {
+    // A bad --cacert (or neither flag for https) is a usage error: exit 2.
+    let tls = if args.url.starts_with("https://") {
+        let config = crate::http::tls::client_config(args.insecure, args.cacert.as_deref())?;
+        Some(std::sync::Arc::new(config))
+    } else {
+        None
+    };
+    match crate::http::client::get_url(&args.url, args.timeout, tls).await {
         Ok(s) if s == hyper::StatusCode::OK => Ok(0),
         Ok(s) => {
             eprintln!("modelarts-init: {} answered {s}", args.url);
