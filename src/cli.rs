@@ -45,6 +45,7 @@ pub struct Cli {
 
 /// The modes besides wrapping a command.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once, at start
 pub enum Command {
     /// Serve the bundled MNIST model on the same HTTP front (R2):
     /// `curl -F images=@seven.jpg :8080/` answers {"mnist_result": 7}.

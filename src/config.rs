@@ -18,7 +18,7 @@ use crate::cli::TlsMode;
 use crate::error::Error;
 use crate::http::probe::{Probe, Readiness};
 use crate::http::proxy;
-use crate::http::tls::{self, Source, Tls};
+use crate::http::tls::{self, Source};
 use crate::http::FrontConfig;
 use crate::model_config::ModelConfig;
 use crate::supervisor::{ChildSpec, Credentials};
@@ -30,7 +30,7 @@ use crate::timeline::{restart, Settings as Timeline};
 pub enum Mode {
     Wrap(WrapConfig),
     Mnist(MnistConfig),
-    Health(HealthArgs),
+    Health(HealthConfig),
     CheckConfig(PathBuf),
 }
 
@@ -40,8 +40,34 @@ impl Mode {
         match cli.command {
             None => WrapConfig::from_args(&cli.wrap).map(Mode::Wrap),
             Some(Command::Mnist(args)) => MnistConfig::from_args(&args).map(Mode::Mnist),
-            Some(Command::Health(args)) => Ok(Mode::Health(args)),
+            Some(Command::Health(args)) => Ok(Mode::Health(HealthConfig { args, tls: None })),
             Some(Command::CheckConfig { file }) => Ok(Mode::CheckConfig(file)),
+        }
+    }
+
+    /// The front, if the mode has one.
+    pub fn front_mut(&mut self) -> Option<&mut FrontConfig> {
+        match self {
+            Mode::Wrap(c) => c.proxy.as_mut().map(|p| &mut p.front),
+            Mode::Mnist(c) => Some(&mut c.front),
+            Mode::Health(_) | Mode::CheckConfig(_) => None,
+        }
+    }
+
+    /// Whether TLS is asked for (a front with TLS, or an https:// health
+    /// URL), and whether it is plugged in (see `http::tls::attach`).
+    pub fn tls(&self) -> (bool, bool) {
+        match self {
+            Mode::Wrap(WrapConfig {
+                proxy: Some(ProxyConfig { front, .. }),
+                ..
+            })
+            | Mode::Mnist(MnistConfig { front, .. }) => match &front.tls {
+                Some(t) => (true, t.layer.is_some()),
+                None => (false, false),
+            },
+            Mode::Health(h) if h.args.url.starts_with("https://") => (true, h.tls.is_some()),
+            _ => (false, false),
         }
     }
 
@@ -61,6 +87,22 @@ impl Mode {
             Mode::Mnist(c) => c.log_filter.clone(),
             Mode::Health(_) | Mode::CheckConfig(_) => log_filter(None),
         }
+    }
+}
+
+/// The `health` verb.
+pub struct HealthConfig {
+    pub args: HealthArgs,
+    /// The https:// client, once plugged in (see `http::tls::attach`).
+    pub tls: Option<std::sync::Arc<dyn tls::Connect>>,
+}
+
+impl std::fmt::Debug for HealthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthConfig")
+            .field("args", &self.args)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
@@ -269,9 +311,12 @@ fn front_config(args: &FrontArgs, model: Option<&ModelConfig>) -> Result<FrontCo
     if args.max_connections == Some(0) {
         return Err(Error::Config("--max-connections must be at least 1".into()));
     }
-    let tls = tls_source(args, model.and_then(ModelConfig::wants_tls))?
-        .map(|source| Tls::new(&source, args.tls_handshake_timeout))
-        .transpose()?;
+    let tls =
+        tls_source(args, model.and_then(ModelConfig::wants_tls))?.map(|source| tls::Settings {
+            source,
+            handshake_timeout: args.tls_handshake_timeout,
+            layer: None,
+        });
     Ok(FrontConfig {
         listen: args.listen,
         health_path,

@@ -178,11 +178,11 @@ async fn get_on(
 }
 
 /// The `health` verb: GETs `url` and returns its status; an https:// URL
-/// needs `tls` (see `tls::client_config`).
+/// needs `tls` (see `tls::attach`).
 pub async fn get_url(
     url: &str,
     timeout: Duration,
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    tls: Option<&dyn crate::http::tls::Connect>,
 ) -> Result<StatusCode, ClientError> {
     let bad = |what: String| ClientError::Url(format!("{url:?} {what}"));
     let uri: Uri = url.parse().map_err(|e| bad(format!("is not a URL: {e}")))?;
@@ -207,13 +207,11 @@ pub async fn get_url(
     if !https {
         return get(addr, &authority, path, timeout).await;
     }
-    let config = tls.ok_or_else(|| bad("needs TLS settings".into()))?;
-    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-        .map_err(|e| bad(format!("has a host that TLS cannot name: {e}")))?;
+    let connector = tls.ok_or_else(|| bad("needs TLS, which this binary does not have".into()))?;
     within(addr, timeout, async {
         let stream = tcp(addr, timeout).await?;
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, stream)
+        let tls = connector
+            .connect(host, stream)
             .await
             .map_err(|e| ClientError::Tls {
                 addr: addr.to_string(),

@@ -30,8 +30,8 @@ pub fn start_front<A: App>(
 /// Raises the open-files limit and logs the connection limit it allows;
 /// returns each of `threads` fronts' share.
 fn connection_limit<A>(front: &Front<A>, threads: usize) -> usize {
-    if let Some(tls) = &front.config.tls {
-        tracing::info!(listen = %front.config.listen, "TLS on the listener (HTTPS, WSS): serving {}", tls.served);
+    if let Some((_, served)) = front.config.tls.as_ref().and_then(|t| t.layer.as_ref()) {
+        tracing::info!(listen = %front.config.listen, "TLS on the listener (HTTPS, WSS): serving {served}");
     }
     server::raise_nofile_limit();
     let (max, nofile) = limit::connection_limit(front.config.max_connections);

@@ -67,7 +67,7 @@ pub struct FrontConfig {
     pub request_timeout: Option<Duration>,
     pub max_body: Option<u64>,
     /// HTTPS and WSS: TLS terminated here.
-    pub tls: Option<tls::Tls>,
+    pub tls: Option<tls::Settings>,
 }
 
 /// Largest request head (request line and headers) we accept; past it the

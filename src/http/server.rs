@@ -190,15 +190,20 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
         let done = (open.subscribe(), slot, registry.clone());
         let (builder, front) = (builder.clone(), front.clone());
         tokio::spawn(async move {
-            match &front.config.tls {
+            match front
+                .config
+                .tls
+                .as_ref()
+                .and_then(|t| t.layer.as_ref().map(|l| (t, l)))
+            {
                 None => serve_connection(&builder, stream, peer, front.clone(), clock).await,
-                Some(tls) => {
+                Some((tls, (layer, _))) => {
                     // The handshake runs here, in the connection's task, so
                     // that a slow one holds up nobody else; past its timeout
                     // (or for a plain-HTTP client, or no common cipher) the
                     // connection is closed and counted, and logged only at
                     // debug: any client can cause it at will.
-                    let handshake = tls.acceptor.accept(stream);
+                    let handshake = layer.handshake(stream);
                     match tokio::time::timeout(tls.handshake_timeout, handshake).await {
                         Ok(Ok(tls)) => {
                             serve_connection(&builder, tls, peer, front.clone(), clock).await

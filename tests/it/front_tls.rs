@@ -449,3 +449,35 @@ fn the_health_verb_speaks_https() {
         r.dump()
     );
 }
+
+/// The init that every container runs carries no TLS code: TLS is the
+/// third binary's, which the init execs when TLS is asked for (as the tests
+/// above do, through `modelarts-init`).
+#[test]
+fn the_init_itself_carries_no_tls_code() {
+    let has = |path: &Path, needle: &[u8]| {
+        let bytes = fs::read(path).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    };
+    let init = Path::new(bin());
+    assert!(
+        !has(init, b"rustls"),
+        "rustls is linked into {}",
+        init.display()
+    );
+    let tls = init.with_file_name("modelarts-init-tls");
+    assert!(has(&tls, b"rustls"), "no rustls in {}", tls.display());
+}
+
+#[test]
+fn the_https_example_config_is_valid_and_asks_for_tls() {
+    let config = repo().join("examples/gunicorn-app/config-https.json");
+    let (r, code) = run_verb(Init::new().arg("check-config").arg(&config));
+    assert_eq!(code, 0, "{}", r.dump());
+    assert!(
+        r.stdout
+            .contains("tls: health.protocol (https) asks for it"),
+        "{}",
+        r.dump()
+    );
+}
