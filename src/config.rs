@@ -109,18 +109,18 @@ impl std::fmt::Debug for HealthConfig {
 /// Everything wrap mode needs.
 #[derive(Debug, Clone)]
 pub struct WrapConfig {
-    pub child: ChildSpec,
-    pub signal_group: bool,
-    pub timeline: Timeline,
-    pub log_format: LogFormat,
-    pub log_filter: Targets,
+    pub(crate) child: ChildSpec,
+    pub(crate) signal_group: bool,
+    pub(crate) timeline: Timeline,
+    pub(crate) log_format: LogFormat,
+    pub(crate) log_filter: Targets,
     /// The HTTP front and its upstream; `None` with `--no-proxy`.
-    pub proxy: Option<ProxyConfig>,
+    pub(crate) proxy: Option<ProxyConfig>,
 }
 
 /// The HTTP front of wrap mode.
 #[derive(Debug, Clone)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     pub front: FrontConfig,
     pub upstream: SocketAddr,
     pub probe: Probe,
@@ -146,7 +146,7 @@ pub struct MnistConfig {
 }
 
 impl WrapConfig {
-    pub fn from_args(args: &WrapArgs) -> Result<WrapConfig, Error> {
+    pub(crate) fn from_args(args: &WrapArgs) -> Result<WrapConfig, Error> {
         let sup = &args.supervisor;
         let user = sup.user.as_deref().map(Credentials::resolve).transpose()?;
         let proxy = if args.no_proxy {

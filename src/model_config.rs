@@ -33,9 +33,12 @@ pub struct Api {
     /// http, https, ws or wss; https and wss ask for TLS.
     #[serde(default)]
     pub protocol: Option<Protocol>,
+    /// The JSON schemas of the API: only checked to be JSON here.
     #[serde(default)]
+    #[allow(dead_code)]
     pub request: Option<serde_json::Value>,
     #[serde(default)]
+    #[allow(dead_code)]
     pub response: Option<serde_json::Value>,
 }
 
@@ -49,7 +52,9 @@ pub struct Health {
     pub check_method: Option<String>,
     #[serde(default, deserialize_with = "lenient_u64")]
     pub initial_delay_seconds: Option<u64>,
+    /// Read by the platform's prober; here only parsed and checked.
     #[serde(default, deserialize_with = "lenient_u64")]
+    #[allow(dead_code)]
     pub timeout_seconds: Option<u64>,
     #[serde(default, deserialize_with = "lenient_u64")]
     pub period_seconds: Option<u64>,
@@ -186,6 +191,10 @@ impl ModelConfig {
     /// A human summary for `check-config`.
     pub fn describe(&self) -> String {
         let mut out = String::new();
+        if let Some(algorithm) = &self.model_algorithm {
+            let kind = self.model_type.as_deref().unwrap_or("no model_type");
+            out.push_str(&format!("model: {algorithm} ({kind})\n"));
+        }
         for api in &self.apis {
             out.push_str(&format!(
                 "api: {} {}\n",

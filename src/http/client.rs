@@ -54,24 +54,6 @@ pub enum ClientError {
     Url(String),
 }
 
-impl ClientError {
-    /// A short word for what happened, for logs: refused, timed out, ...
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ClientError::Connect { source, .. }
-                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
-            {
-                "refused"
-            }
-            ClientError::Connect { .. } => "unreachable",
-            ClientError::TimedOut { .. } => "timed out",
-            ClientError::Http { .. } => "bad answer",
-            ClientError::Tls { .. } => "TLS failed",
-            ClientError::Url(_) => "bad url",
-        }
-    }
-}
-
 /// A TCP connection to `addr`, within `timeout`.
 pub async fn tcp(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ClientError> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {

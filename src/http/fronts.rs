@@ -60,7 +60,7 @@ fn serve_here<A: App>(
 /// `start_front`, plus one thread per `extra` listener serving its front
 /// on a single-threaded runtime of its own (nginx's worker model: no work
 /// moves between threads). Resolves once every thread's front has stopped.
-pub fn start_fronts<A: App>(
+pub(crate) fn start_fronts<A: App>(
     listener: tokio::net::TcpListener,
     front: Arc<Front<A>>,
     extra: Vec<(std::net::TcpListener, Arc<Front<A>>)>,

@@ -42,7 +42,7 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 /// `n` listeners on the same address, one per serving thread: with
 /// SO_REUSEPORT the kernel spreads new connections over them. The extra
 /// ones come back as std listeners, for the threads' own runtimes.
-pub fn bind_shared(
+pub(crate) fn bind_shared(
     addr: SocketAddr,
     n: usize,
 ) -> Result<(TcpListener, Vec<std::net::TcpListener>), Error> {
@@ -91,7 +91,11 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, Error>
 /// At most `max_connections` connections are open at once: at the limit,
 /// the one idle the longest is closed to make room for a new client; when
 /// none is idle, new clients wait in the kernel's backlog.
-pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_connections: usize) {
+pub(crate) async fn serve<A: App>(
+    listener: TcpListener,
+    front: Arc<Front<A>>,
+    max_connections: usize,
+) {
     let mut builder = http1::Builder::new();
     // No hyper timer: without one hyper arms no header-read timer of its
     // own per request; the connection's clock does that job.
@@ -347,7 +351,7 @@ impl hyper::body::Body for Tracked {
 /// Raises the soft open-files limit to the hard one, so that
 /// `--max-connections` is not cut short by the default of 1024. Called
 /// after the child is spawned: the child keeps the limits it was given.
-pub fn raise_nofile_limit() {
+pub(crate) fn raise_nofile_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {

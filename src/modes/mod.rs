@@ -40,7 +40,7 @@ pub fn main(plug: fn(&mut Mode) -> Result<(), Error>) -> ExitCode {
 }
 
 /// Prints a failure as one line on stderr and returns its exit code.
-pub fn fail(e: Error) -> ExitCode {
+fn fail(e: Error) -> ExitCode {
     eprintln!("modelarts-init: {e}");
     ExitCode::from(e.exit_code())
 }
@@ -48,7 +48,7 @@ pub fn fail(e: Error) -> ExitCode {
 /// Runs `mode` to the end and returns the process exit code. A mode that
 /// asks for TLS without it plugged in (see `http::tls::attach`) execs the
 /// TLS build instead, `modelarts-init-tls`, with the same arguments.
-pub fn run(mode: Mode) -> Result<u8, Error> {
+pub(crate) fn run(mode: Mode) -> Result<u8, Error> {
     if let (true, false) = mode.tls() {
         return exec_sibling(
             crate::http::tls::TLS_BINARY,
