@@ -32,11 +32,11 @@ pub mod http;
 pub mod imaging;
 pub mod lifecycle;
 pub mod logging;
-pub mod model_config;
+pub(crate) mod model_config;
 pub mod modes;
 pub mod supervisor;
 pub mod timeline;
 
 pub use error::Error;
-pub use http::fronts::{start_front, start_fronts, FRONT_GRACE};
-pub use modes::{block_on, exec_mnist, run, MNIST_BINARY};
+pub use http::fronts::{start_front, FRONT_GRACE};
+pub use modes::{block_on, exec_mnist};

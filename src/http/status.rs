@@ -70,6 +70,7 @@ impl StatusPage {
             "requests_in_flight": counters.in_flight.load(Ordering::Relaxed),
             "requests_served": counters.served.load(Ordering::Relaxed),
             "admission": admission,
+            "tls_failures": counters.tls_failures.load(Ordering::Relaxed),
             "tree": {
                 "processes": tree.len(),
                 "rss_bytes": tree.rss_bytes(),
