@@ -62,6 +62,9 @@ where
     let (mut sweeps, mut left) = (0usize, 0usize);
     // The last request arrival the machine was told of.
     let mut told = None;
+    if machine.quiet_drain() {
+        feed.track_arrivals();
+    }
     loop {
         // Before the machine decides: when the last request arrived.
         if let Some(at) = feed.last_request() {

@@ -203,6 +203,12 @@ impl Machine {
         }
     }
 
+    /// Whether the drain may end once quiet (`--drain-quiet-period`): the
+    /// driver then tells it when the last request arrived.
+    pub fn quiet_drain(&self) -> bool {
+        self.settings.quiet.is_some()
+    }
+
     /// The pid of the running child, if one runs.
     pub fn child_pid(&self) -> Option<i32> {
         self.child_pid

@@ -368,3 +368,38 @@ fn an_open_websocket_holds_no_slot() {
         assert_eq!(c.expect_code(secs(30)), 0, "{}", c.dump());
     }
 }
+
+/// `/health`, the metrics, the live path and the status page never queue:
+/// with the one slot taken and no room to wait (`--max-queue 0`), they
+/// answer at once while a request for the app is refused.
+#[test]
+fn own_paths_bypass_a_full_queue() {
+    let (f, _stats) = start_counting(
+        "queue-bypass",
+        &[
+            "--max-concurrency",
+            "1",
+            "--max-queue",
+            "0",
+            "--metrics-path",
+            "/metrics",
+            "--live-path",
+            "/live",
+            "--status-path",
+            "/_status",
+        ],
+    );
+    let busy = request_in_background(&f, "/work?ms=3000");
+    wait_admission(&f, 1, 0);
+    for path in ["/health", "/metrics", "/live", "/_status"] {
+        let t0 = Instant::now();
+        let r = f.get(path).unwrap();
+        let took = t0.elapsed();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(took < ms(1000), "{path} at once, not after {took:?}");
+    }
+    let r = f.get("/work?ms=10").unwrap();
+    r.assert_json_error(503, "overloaded");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(busy.join().unwrap().0.unwrap().status, 200);
+}

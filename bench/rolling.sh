@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/drain.sh: what the adaptive drain (--drain-quiet-period) saves in a
+# bench/rolling.sh: what the adaptive drain (--drain-quiet-period) saves in a
 # rolling upgrade, next to R8's fixed delay, in one run.
 #
 # One instance: modelarts-init -- gunicorn -k gevent -w 2 (the example
@@ -25,7 +25,7 @@
 # for another build) if absent, never rebuilds it. The Python side
 # (gunicorn, gevent, Flask) lives in $BENCH_VENV (default
 # <repo>/../venv-bench), made from examples/gunicorn-app/requirements.txt
-# if missing. Raw logs go to bench/out/drain-<UTC time>/ (gitignored).
+# if missing. Raw logs go to bench/out/rolling-<UTC time>/ (gitignored).
 #
 # Knobs: BENCH_MODES ("fixed quiet"), BENCH_DELAY (60), BENCH_QUIET (3),
 # BENCH_MIN (5), BENCH_PORT_BASE (18480).
@@ -42,7 +42,7 @@ PORT_BASE=${BENCH_PORT_BASE:-18480}
 VENV=${BENCH_VENV:-$(dirname "$ROOT")/venv-bench}
 BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/modelarts-init}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=$ROOT/bench/out/drain-$STAMP
+OUT=$ROOT/bench/out/rolling-$STAMP
 mkdir -p "$OUT"
 
 # shellcheck source=bench/lib.sh
