@@ -461,4 +461,29 @@ mod tests {
             "127.0.0.1:8080".parse().unwrap()
         ));
     }
+
+    /// `--drain-min`: the flag, else the platform's detection time from
+    /// config.json, else 30 s; and no quiet drain without its flag.
+    #[test]
+    fn drain_min_defaults() {
+        use clap::Parser;
+        let quiet = |flags: &[&str], detection: Option<u64>| {
+            let argv = ["modelarts-init"]
+                .iter()
+                .chain(flags)
+                .chain(&["--", "true"]);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let t = timeline(
+                &cli.wrap.supervisor.timeline,
+                detection.map(Duration::from_secs),
+            );
+            t.quiet.map(|q| (q.period.as_secs(), q.min.as_secs()))
+        };
+        assert_eq!(quiet(&[], Some(7)), None);
+        let on = ["--drain-quiet-period", "3s"];
+        assert_eq!(quiet(&on, None), Some((3, 30)));
+        assert_eq!(quiet(&on, Some(7)), Some((3, 7)));
+        let min = ["--drain-quiet-period", "3s", "--drain-min", "5s"];
+        assert_eq!(quiet(&min, Some(7)), Some((3, 5)));
+    }
 }

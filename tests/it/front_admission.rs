@@ -6,7 +6,6 @@
 //! WebSockets, which hold no slot.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -35,6 +34,14 @@ fn start_counting(tag: &str, flags: &[&str]) -> (Front, PathBuf) {
     let pid = f.gunicorn_pid();
     f.run.track_pid(pid);
     (f, stats)
+}
+
+/// [`start_counting`] with one slot (`--max-concurrency 1`), the status
+/// page at `/_status`, and `flags`.
+fn start_one_slot(tag: &str, flags: &[&str]) -> (Front, PathBuf) {
+    let mut all = vec!["--max-concurrency", "1", "--status-path", "/_status"];
+    all.extend_from_slice(flags);
+    start_counting(tag, &all)
 }
 
 /// The app's own figures: (in flight now, most at once, answered).
@@ -195,9 +202,7 @@ fn queued_behind_busy(
     busy_ms: u64,
     queued_ms: u64,
 ) -> (Front, Resp, Duration) {
-    let mut all = vec!["--max-concurrency", "1", "--status-path", "/_status"];
-    all.extend_from_slice(flags);
-    let (f, _stats) = start_counting(tag, &all);
+    let (f, _stats) = start_one_slot(tag, flags);
     let busy = request_in_background(&f, &format!("/work?ms={busy_ms}"));
     wait_admission(&f, 1, 0);
     let (r, took) = request_in_background(&f, &format!("/work?ms={queued_ms}"))
@@ -241,17 +246,7 @@ fn queue_timeout_and_request_timeout_count_the_wait() {
 /// queued requests get 503 at once; the request in the app finishes.
 #[test]
 fn queued_requests_get_503_at_once_at_the_stop() {
-    let (f, _stats) = start_counting(
-        "queue-stop",
-        &[
-            "--max-concurrency",
-            "1",
-            "--drain-delay",
-            "1s",
-            "--status-path",
-            "/_status",
-        ],
-    );
+    let (f, _stats) = start_one_slot("queue-stop", &["--drain-delay", "1s"]);
     let busy = request_in_background(&f, "/work?ms=3500");
     wait_admission(&f, 1, 0);
     let queued = request_in_background(&f, "/work?ms=10");
@@ -283,17 +278,7 @@ fn queued_requests_get_503_at_once_at_the_stop() {
 /// place instead of being refused, and none of them reaches the app.
 #[test]
 fn a_queued_request_whose_client_left_frees_its_place() {
-    let (f, stats) = start_counting(
-        "queue-gone",
-        &[
-            "--max-concurrency",
-            "1",
-            "--max-queue",
-            "1",
-            "--status-path",
-            "/_status",
-        ],
-    );
+    let (f, stats) = start_one_slot("queue-gone", &["--max-queue", "1"]);
     let busy = request_in_background(&f, "/work?ms=6000");
     wait_admission(&f, 1, 0);
     let big = vec![b'x'; 100_000];
@@ -337,16 +322,7 @@ fn an_open_websocket_holds_no_slot() {
     );
     f.wait_ready("/health");
     let go = f.dir.join("go");
-    let ws = |n: usize| {
-        let mut cmd = Command::new(python());
-        cmd.arg(py_script("ws_client.py"))
-            .arg(format!("ws://{}/ws{n}", f.listen))
-            .arg(&go)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        Running::spawn(cmd)
-    };
+    let ws = |n: usize| ws_client(&format!("ws://{}/ws{n}", f.listen), Some(&go));
     let mut first = ws(1);
     assert!(
         wait_until(secs(30), || first.stdout.contains("CONNECTED")),
@@ -374,19 +350,15 @@ fn an_open_websocket_holds_no_slot() {
 /// answer at once while a request for the app is refused.
 #[test]
 fn own_paths_bypass_a_full_queue() {
-    let (f, _stats) = start_counting(
+    let (f, _stats) = start_one_slot(
         "queue-bypass",
         &[
-            "--max-concurrency",
-            "1",
             "--max-queue",
             "0",
             "--metrics-path",
             "/metrics",
             "--live-path",
             "/live",
-            "--status-path",
-            "/_status",
         ],
     );
     let busy = request_in_background(&f, "/work?ms=3000");

@@ -126,14 +126,21 @@ fn a_client_that_keeps_sending_gets_the_full_delay() {
     assert_none_failed_before(&samples, term_at + ms(elapsed));
 }
 
-/// No request, only health probes every 50 ms (which are not requests):
-/// the drain ends at the minimum, which config.json's health section sets
+/// No request, only health probes and metrics scrapes every 50 ms (which
+/// are not requests): the drain ends at the minimum, which config.json's health section sets
 /// to 1 failure x 1 s + 1 s timeout = 2 s.
 #[test]
 fn health_probes_are_not_requests_and_config_json_sets_the_minimum() {
     let (init, dir, listen, upstream) = init_on_free_ports(
         "quiet-config",
-        &["--drain-delay", "20s", "--drain-quiet-period", "500ms"],
+        &[
+            "--drain-delay",
+            "20s",
+            "--drain-quiet-period",
+            "500ms",
+            "--metrics-path",
+            "/metrics",
+        ],
     );
     let cfg = dir.join("config.json");
     fs::write(
@@ -151,7 +158,8 @@ fn health_probes_are_not_requests_and_config_json_sets_the_minimum() {
         thread::spawn(move || {
             let mut n = 0;
             while !done.load(Ordering::SeqCst) {
-                if crate::http::get(addr, "/health").is_ok() {
+                let path = ["/health", "/metrics"][n % 2];
+                if crate::http::get(addr, path).is_ok() {
                     n += 1;
                 }
                 thread::sleep(ms(50));
@@ -166,7 +174,7 @@ fn health_probes_are_not_requests_and_config_json_sets_the_minimum() {
     f.run.expect_exit(secs(20));
     let draining = f.wait_log("draining:", secs(1)).unwrap();
     assert!(draining.contains("drain_min_ms=2000"), "{draining}");
-    assert!(probed >= 20, "only {probed} probes");
+    assert!(probed >= 20, "only {probed} probes and scrapes");
     assert!(
         (1900..4000).contains(&elapsed),
         "child's stop signal at {elapsed} ms, expected the 2 s minimum\n{}",
