@@ -91,22 +91,24 @@ for mode in "${MODES[@]}"; do
         done
     ) >"$MD/backlog.txt" 2>/dev/null &
     SAMPLER=$!
-    s0=$(sys_busy)
+    s0=$(sys_busy) t0=$(date +%s.%N)
     RETRY_AFTER=${BENCH_RETRY_AFTER:-1} "$PY" "$ROOT/bench/overload_client.py" \
         "http://127.0.0.1:$LISTEN/work?ms=$WORK_MS" "$CONNS" "$DURATION" >"$MD/client.json"
-    s1=$(sys_busy)
+    s1=$(sys_busy) t1=$(date +%s.%N)
     kill "$SAMPLER" 2>/dev/null || true
     wait "$SAMPLER" 2>/dev/null || true
     curl -s -m 5 "http://127.0.0.1:$LISTEN/metrics" >"$MD/metrics.txt"
     qsum=$(awk '$1 == "modelarts_init_queue_wait_seconds_sum" { print $2 }' "$MD/metrics.txt")
-    read -r _ most answered _ <"$MD/inflight"
+    # (the app writes no newline: read then says EOF)
+    read -r _ most answered _ <"$MD/inflight" || true
     stop_started
 
     ok=$(json "$MD/client.json" 'd["ok"]')
     refused=$(json "$MD/client.json" 'd["statuses"].get("503", 0)')
     total=$(json "$MD/client.json" 'sum(d["statuses"].values()) + d["errors"]')
     read -r bmean bmax < <(awk '{ s += $1; if ($1 > m) m = $1; n++ } END { printf "%.1f %d\n", n ? s / n : 0, m }' "$MD/backlog.txt")
-    busy=$(calc '(a - b) / c / d * 100' "$s1" "$s0" "$(getconf CLK_TCK)" "$DURATION")
+    # Busy ticks of all CPUs over what they could have given in that time.
+    busy=$(calc 'b > 0 ? a / b * 100 : 0' "$((s1 - s0))" "$(calc '(a - b) * c' "$t1" "$t0" "$(($(getconf CLK_TCK) * $(nproc)))")")
     {
         echo "mode=$mode"
         echo "statuses=$(json "$MD/client.json" 'd["statuses"]') errors=$(json "$MD/client.json" 'd["errors"]')"
