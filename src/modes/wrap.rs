@@ -12,13 +12,13 @@ use crate::error::Error;
 use crate::http::{fronts, proxy::Proxy, server, Front};
 use crate::lifecycle;
 use crate::supervisor::{reaper, signals, Supervised};
-use crate::timeline;
+use crate::timeline::{self, Processes};
 
 pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
     let (lifecycle, feed) = lifecycle::channel();
     // Signals first: a SIGCHLD or SIGTERM between spawn and here would
     // otherwise be lost.
-    let signals = signals::listen()?;
+    let mut signals = signals::listen()?;
     match reaper::become_subreaper_unless_pid1() {
         Ok(true) => tracing::info!(
             pid = std::process::id(),
@@ -46,11 +46,20 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
         }
         None => None,
     };
-    let (procs, pid) = Supervised::start(config.child.clone(), config.signal_group)?;
+    let (mut procs, pid) = Supervised::start(config.child.clone(), config.signal_group)?;
     let served = match front {
         Some((listener, front, extra, probe)) => {
             tokio::spawn(probe.run(lifecycle.clone(), front.answered.clone()));
-            Some(fronts::start_fronts(listener, front, extra)?)
+            match fronts::start_fronts(listener, front, extra) {
+                Ok(served) => Some(served),
+                Err(e) => {
+                    // No front (no thread could start): the child must not
+                    // outlive us unsupervised, holding its port.
+                    procs.signal_leftovers(Some(pid), libc::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    return Err(e);
+                }
+            }
         }
         None => {
             // Without a front there is no readiness to probe: a running
@@ -63,7 +72,7 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
         config.timeline,
         Some(pid),
         procs,
-        signals,
+        &mut signals,
         feed,
         served.clone(),
     )
@@ -71,5 +80,9 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
     if let Some(served) = served {
         let _ = tokio::time::timeout(fronts::FRONT_GRACE, served).await;
     }
+    // The handlers stay until we exit: unregistering ~60 of them one by
+    // one (signal-hook copies its table at each step) cost a third of the
+    // whole start-up-and-exit time of `--no-proxy -- true` (bench/init.sh).
+    std::mem::forget(signals);
     Ok(code)
 }
