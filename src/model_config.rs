@@ -59,8 +59,12 @@ impl Health {
     /// gives up on the instance: initial delay + threshold x period (the
     /// platform's defaults where a value is missing).
     pub fn patience_seconds(&self) -> u64 {
-        self.initial_delay_seconds.unwrap_or(0)
-            + self.failure_threshold.unwrap_or(3) * self.period_seconds.unwrap_or(10)
+        // Saturating: the numbers come from the file, any u64.
+        self.initial_delay_seconds.unwrap_or(0).saturating_add(
+            self.failure_threshold
+                .unwrap_or(3)
+                .saturating_mul(self.period_seconds.unwrap_or(10)),
+        )
     }
 }
 
@@ -226,6 +230,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.health.as_ref().unwrap().patience_seconds(), 20);
         assert_eq!(c.apis[0].url, "/");
+    }
+
+    #[test]
+    fn patience_saturates_instead_of_overflowing() {
+        let c = ModelConfig::parse(
+            r#"{"health":{"url":"/h","initial_delay_seconds":18446744073709551615,
+                "period_seconds":4294967296,"failure_threshold":4294967296}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.health.unwrap().patience_seconds(), u64::MAX);
     }
 
     #[test]
