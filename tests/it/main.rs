@@ -47,3 +47,5 @@ mod packaging;
 mod mnist;
 
 mod terminal;
+
+mod chaos;
