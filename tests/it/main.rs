@@ -49,3 +49,5 @@ mod mnist;
 mod terminal;
 
 mod chaos;
+
+mod docs;
