@@ -86,6 +86,19 @@ def per_second(folder, t0, seconds):
     return counts, errors, bad
 
 
+def wrk_failed(run, mode):
+    """ "F of N requests failed; " from the run's results.tsv, if there."""
+    try:
+        with open(os.path.join(run, "results.tsv")) as f:
+            for row in f:
+                cols = row.rstrip("\n").split("\t")
+                if cols[0] == mode:
+                    return f"{cols[2]} of {cols[1]} requests failed (wrk), "
+    except OSError:
+        pass
+    return ""
+
+
 def main(run, png):
     modes = [m for m in ("init", "tini", "runsh", "mnist") if os.path.isdir(os.path.join(run, m))]
     fig, axes = plt.subplots(len(modes), 1, figsize=(11, 3.1 * len(modes)), sharex=True, squeeze=False)
@@ -117,14 +130,16 @@ def main(run, png):
         for t, kind, slot in ev:
             if kind == "sigterm":
                 ax.axvline(t - t0, color=COLOURS[slot], linestyle="--", linewidth=1.2)
-                ax.text(t - t0, 1.01, f"SIGTERM {slot}", transform=ax.get_xaxis_transform(), fontsize=7, ha="center")
+                ax.text(t - t0 + 0.1, 0.97, f"SIGTERM {slot}", transform=ax.get_xaxis_transform(), fontsize=7,
+                        va="top", bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=1))
                 stop = child_stop(folder, mode, slot, t)
                 if stop is not None:
                     ax.axvline(stop - t0, color=COLOURS[slot], linestyle=":", linewidth=1.6)
             elif kind == "start" and t > t0:
                 ax.axvline(t - t0, color=COLOURS[slot], linestyle="-", linewidth=0.8, alpha=0.5)
         total_err = sum(errors.values())
-        ax.set_title(f"{TITLES.get(mode, mode)}: {total_err} errors", fontsize=9, loc="left")
+        failed = wrk_failed(run, mode)
+        ax.set_title(f"{TITLES.get(mode, mode)}: {failed}{total_err} 5xx from the balancer", fontsize=9, loc="left")
         ax.set_ylabel("requests per second")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
@@ -133,11 +148,11 @@ def main(run, png):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     handles.append(plt.Rectangle((0, 0), 1, 1, color="tab:red"))
     labels.append("errors/s (right axis)")
-    axes[0, 0].legend(handles, labels, fontsize=7, loc="upper left", ncol=4)
+    fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=4)
     axes[-1, 0].set_xlabel(
         "seconds since the load started (solid: replacement started; dashed: SIGTERM; dotted: the server's stop signal)"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.975))
     fig.savefig(png, dpi=110)
 
 
