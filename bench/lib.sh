@@ -186,3 +186,30 @@ stop_started_on_exit() {
     trap stop_started EXIT
     trap 'exit 130' INT TERM
 }
+
+# The common head of an nginx config for a benchmark (after need_tools
+# nginx and NGINX=its path): $1 = prefix dir, $2 = worker count; prints the
+# lines up to the open "http {" block, to which the caller adds its server
+# and the closing brace.
+nginx_head() {
+    local dir=$1 workers=$2 t
+    echo "daemon off;"
+    echo "master_process on;"
+    echo "worker_processes $workers;"
+    echo "pid $dir/nginx.pid;"
+    echo "error_log $dir/error.log warn;"
+    [[ $EUID == 0 ]] && echo "user root root;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "  access_log off;"
+    echo "  sendfile on; tcp_nodelay on;"
+    echo "  keepalive_timeout 200s; keepalive_requests 10000000;"
+    echo "  default_type application/octet-stream;"
+    echo "  client_body_temp_path $dir/tmp/client;"
+    echo "  proxy_temp_path $dir/tmp/proxy;"
+    for t in fastcgi uwsgi scgi; do
+        "$NGINX" -V 2>&1 | grep -q -- "--without-http_${t}_module" || echo "  ${t}_temp_path $dir/tmp/$t;"
+    done
+}
+
+

@@ -111,29 +111,6 @@ PID_NP=
 # upstream; SIGTERM, then SIGKILL to what is left after 5 s.
 stop_started_on_exit
 
-# nginx config common part: $1 = prefix dir, $2 = worker count
-nginx_head() {
-    local dir=$1 workers=$2 t
-    echo "daemon off;"
-    echo "master_process on;"
-    echo "worker_processes $workers;"
-    echo "pid $dir/nginx.pid;"
-    echo "error_log $dir/error.log warn;"
-    [[ $EUID == 0 ]] && echo "user root root;"
-    echo "events { worker_connections 4096; }"
-    echo "http {"
-    echo "  access_log off;"
-    echo "  sendfile on; tcp_nodelay on;"
-    echo "  keepalive_timeout 200s; keepalive_requests 10000000;"
-    echo "  default_type application/octet-stream;"
-    echo "  client_body_temp_path $dir/tmp/client;"
-    echo "  proxy_temp_path $dir/tmp/proxy;"
-    for t in fastcgi uwsgi scgi; do
-        "$NGINX" -V 2>&1 | grep -q -- "--without-http_${t}_module" || echo "  ${t}_temp_path $dir/tmp/$t;"
-    done
-}
-
-
 ncpus_in() { # count CPUs in a taskset list like 1 or 1-3
     local n=0 r a b
     IFS=, read -r -a rs <<<"$1"

@@ -45,6 +45,7 @@ pub struct Cli {
 
 /// The modes besides wrapping a command.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once, at start
 pub enum Command {
     /// Serve the bundled MNIST model on the same HTTP front (R2):
     /// `curl -F images=@seven.jpg :8080/` answers {"mnist_result": 7}.
@@ -114,6 +115,16 @@ pub struct HealthArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration,
           env = "MODELARTS_INIT_HEALTH_TIMEOUT")]
     pub timeout: Duration,
+
+    /// For an https:// URL: accept any certificate (e.g. the self-signed
+    /// one of --tls self-signed).
+    #[arg(long, env = "MODELARTS_INIT_HEALTH_INSECURE")]
+    pub insecure: bool,
+
+    /// For an https:// URL: accept certificates issued by this PEM root
+    /// only (for 127.0.0.1 and ::1, whatever names they carry).
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_HEALTH_CACERT")]
+    pub cacert: Option<std::path::PathBuf>,
 }
 
 /// Wrap mode: supervise COMMAND.
@@ -179,6 +190,28 @@ pub struct FrontArgs {
     /// Largest request body, in bytes; larger ones get 413. Default: off.
     #[arg(long, value_name = "BYTES", env = "MODELARTS_INIT_MAX_BODY")]
     pub max_body: Option<u64>,
+
+    /// TLS on the listener (HTTPS and WSS; the app behind stays plain
+    /// HTTP). auto: with the files if --tls-cert/--tls-key are given, else
+    /// self-signed when config.json's health or apis protocol is https or
+    /// wss, else off. self-signed: a key and certificate made at start (in
+    /// memory, never written), for platforms that do not verify it.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = TlsMode::Auto,
+          env = "MODELARTS_INIT_TLS")]
+    pub tls: TlsMode,
+
+    /// PEM certificate chain to serve (with --tls-key).
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert: PKCS#8, PKCS#1 or SEC1; RSA or EC.
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// A TLS handshake not done by then is cut (and counted).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+          env = "MODELARTS_INIT_TLS_HANDSHAKE_TIMEOUT")]
+    pub tls_handshake_timeout: Duration,
 
     /// Serve a JSON status page (state, child pid, requests, the child
     /// tree's memory and CPU) at this path. Default: off, so nothing new is
@@ -354,6 +387,14 @@ pub fn parse_log_filter(text: &str) -> Result<Targets, String> {
     text.parse::<Targets>().map_err(|e| {
         format!("{text:?} is not a log level or filter ({e}); use error, warn, info or debug")
     })
+}
+
+/// `--tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    Auto,
+    Off,
+    SelfSigned,
 }
 
 /// Format of modelarts-init's own log lines.

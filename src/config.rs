@@ -14,9 +14,11 @@ use crate::cli::{
 };
 use tracing_subscriber::filter::Targets;
 
+use crate::cli::TlsMode;
 use crate::error::Error;
 use crate::http::probe::{Probe, Readiness};
 use crate::http::proxy;
+use crate::http::tls::{self, Source};
 use crate::http::FrontConfig;
 use crate::model_config::ModelConfig;
 use crate::supervisor::{ChildSpec, Credentials};
@@ -28,7 +30,7 @@ use crate::timeline::{restart, Settings as Timeline};
 pub enum Mode {
     Wrap(WrapConfig),
     Mnist(MnistConfig),
-    Health(HealthArgs),
+    Health(HealthConfig),
     CheckConfig(PathBuf),
 }
 
@@ -38,8 +40,34 @@ impl Mode {
         match cli.command {
             None => WrapConfig::from_args(&cli.wrap).map(Mode::Wrap),
             Some(Command::Mnist(args)) => MnistConfig::from_args(&args).map(Mode::Mnist),
-            Some(Command::Health(args)) => Ok(Mode::Health(args)),
+            Some(Command::Health(args)) => Ok(Mode::Health(HealthConfig { args, tls: None })),
             Some(Command::CheckConfig { file }) => Ok(Mode::CheckConfig(file)),
+        }
+    }
+
+    /// The front, if the mode has one.
+    pub fn front_mut(&mut self) -> Option<&mut FrontConfig> {
+        match self {
+            Mode::Wrap(c) => c.proxy.as_mut().map(|p| &mut p.front),
+            Mode::Mnist(c) => Some(&mut c.front),
+            Mode::Health(_) | Mode::CheckConfig(_) => None,
+        }
+    }
+
+    /// Whether TLS is asked for (a front with TLS, or an https:// health
+    /// URL), and whether it is plugged in (see `http::tls::attach`).
+    pub fn tls(&self) -> (bool, bool) {
+        match self {
+            Mode::Wrap(WrapConfig {
+                proxy: Some(ProxyConfig { front, .. }),
+                ..
+            })
+            | Mode::Mnist(MnistConfig { front, .. }) => match &front.tls {
+                Some(t) => (true, t.layer.is_some()),
+                None => (false, false),
+            },
+            Mode::Health(h) if h.args.url.starts_with("https://") => (true, h.tls.is_some()),
+            _ => (false, false),
         }
     }
 
@@ -62,21 +90,37 @@ impl Mode {
     }
 }
 
+/// The `health` verb.
+pub struct HealthConfig {
+    pub args: HealthArgs,
+    /// The https:// client, once plugged in (see `http::tls::attach`).
+    pub tls: Option<std::sync::Arc<dyn tls::Connect>>,
+}
+
+impl std::fmt::Debug for HealthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthConfig")
+            .field("args", &self.args)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
 /// Everything wrap mode needs.
 #[derive(Debug, Clone)]
 pub struct WrapConfig {
-    pub child: ChildSpec,
-    pub signal_group: bool,
-    pub timeline: Timeline,
-    pub log_format: LogFormat,
-    pub log_filter: Targets,
+    pub(crate) child: ChildSpec,
+    pub(crate) signal_group: bool,
+    pub(crate) timeline: Timeline,
+    pub(crate) log_format: LogFormat,
+    pub(crate) log_filter: Targets,
     /// The HTTP front and its upstream; `None` with `--no-proxy`.
-    pub proxy: Option<ProxyConfig>,
+    pub(crate) proxy: Option<ProxyConfig>,
 }
 
 /// The HTTP front of wrap mode.
 #[derive(Debug, Clone)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     pub front: FrontConfig,
     pub upstream: SocketAddr,
     pub probe: Probe,
@@ -102,7 +146,7 @@ pub struct MnistConfig {
 }
 
 impl WrapConfig {
-    pub fn from_args(args: &WrapArgs) -> Result<WrapConfig, Error> {
+    pub(crate) fn from_args(args: &WrapArgs) -> Result<WrapConfig, Error> {
         let sup = &args.supervisor;
         let user = sup.user.as_deref().map(Credentials::resolve).transpose()?;
         let proxy = if args.no_proxy {
@@ -152,7 +196,7 @@ impl ProxyConfig {
     fn from_args(front: &FrontArgs, proxy: &ProxyArgs) -> Result<ProxyConfig, Error> {
         let model = proxy.config.as_deref().map(ModelConfig::load).transpose()?;
         let health = model.as_ref().and_then(|m| m.health.as_ref());
-        let front = front_config(front, health.map(|h| h.url.as_str()))?;
+        let front = front_config(front, model.as_ref())?;
         if same_socket(front.listen, proxy.upstream) {
             return Err(Error::Config(format!(
                 "--upstream {} is the address we listen on (--listen {}); the child must listen elsewhere, e.g. 127.0.0.1:8081",
@@ -177,6 +221,7 @@ impl ProxyConfig {
             idle_timeout: proxy.upstream_idle_timeout,
             max_body: front.max_body,
             stream_idle_timeout: proxy.stream_idle_timeout.or(front.request_timeout),
+            forwarded_proto: if front.tls.is_some() { "https" } else { "http" },
         };
         Ok(ProxyConfig {
             front,
@@ -242,9 +287,13 @@ fn timeline(args: &TimelineArgs) -> Timeline {
     }
 }
 
-/// The front's settings; `declared_health` is config.json's health.url,
-/// which `--health-path` overrides.
-fn front_config(args: &FrontArgs, declared_health: Option<&str>) -> Result<FrontConfig, Error> {
+/// The front's settings; `model` is the config.json, if any: its
+/// health.url is the health path unless `--health-path` says otherwise, and
+/// its protocols decide `--tls auto`.
+fn front_config(args: &FrontArgs, model: Option<&ModelConfig>) -> Result<FrontConfig, Error> {
+    let declared_health = model
+        .and_then(|m| m.health.as_ref())
+        .map(|h| h.url.as_str());
     let health_path = args
         .health_path
         .clone()
@@ -262,6 +311,12 @@ fn front_config(args: &FrontArgs, declared_health: Option<&str>) -> Result<Front
     if args.max_connections == Some(0) {
         return Err(Error::Config("--max-connections must be at least 1".into()));
     }
+    let tls =
+        tls_source(args, model.and_then(ModelConfig::wants_tls))?.map(|source| tls::Settings {
+            source,
+            handshake_timeout: args.tls_handshake_timeout,
+            layer: None,
+        });
     Ok(FrontConfig {
         listen: args.listen,
         health_path,
@@ -270,7 +325,41 @@ fn front_config(args: &FrontArgs, declared_health: Option<&str>) -> Result<Front
         max_connections: args.max_connections,
         request_timeout: args.request_timeout,
         max_body: args.max_body,
+        tls,
     })
+}
+
+/// Where the certificate comes from, if TLS is on: `--tls`, the files, and
+/// what config.json asks for (`wants`: the field that asks, if one does).
+fn tls_source(args: &FrontArgs, wants: Option<String>) -> Result<Option<Source>, Error> {
+    let files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Source::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err(Error::Config("--tls-cert needs --tls-key".into())),
+        (None, Some(_)) => return Err(Error::Config("--tls-key needs --tls-cert".into())),
+    };
+    let self_signed = || Source::SelfSigned {
+        names: tls::self_signed_names(),
+    };
+    match args.tls {
+        TlsMode::Off => match (files, wants) {
+            (_, Some(field)) => Err(Error::Config(format!(
+                "--tls off, but config.json's {field} asks for TLS; serve TLS (--tls auto, with --tls-cert/--tls-key or self-signed) or make the protocol http/ws"
+            ))),
+            (Some(_), None) => Err(Error::Config(
+                "--tls off, but --tls-cert and --tls-key are given".into(),
+            )),
+            (None, None) => Ok(None),
+        },
+        TlsMode::SelfSigned if files.is_some() => Err(Error::Config(
+            "--tls self-signed makes its own certificate: drop --tls-cert and --tls-key, or use --tls auto".into(),
+        )),
+        TlsMode::SelfSigned => Ok(Some(self_signed())),
+        TlsMode::Auto => Ok(files.or_else(|| wants.map(|_| self_signed()))),
+    }
 }
 
 fn check_path(flag: &str, path: &str) -> Result<(), Error> {

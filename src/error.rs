@@ -82,7 +82,7 @@ impl Error {
 /// An error and its causes, one after the other (`a: b: c`), for log lines:
 /// hyper's errors say only "connection error" until their cause is shown.
 /// A cause already spelled out by the error before it is not repeated.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
 
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -21,6 +21,8 @@
 //! - [`modes`]: the wiring that runs each mode to its end.
 //! - [`imaging`]: decoding and preprocessing for the mnist server (the
 //!   init never calls it, so the linker drops it from the init).
+//! - `fuzzing` (hidden): re-exports for the cargo fuzz targets in `fuzz/`
+//!   of items that are otherwise `pub(crate)`.
 //!
 //! The mnist server is a second binary, `modelarts-init-mnist` (its code is
 //! in `src/mnist/`, on top of this library); see [`exec_mnist`].
@@ -28,15 +30,17 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod imaging;
 pub mod lifecycle;
 pub mod logging;
-pub mod model_config;
+pub(crate) mod model_config;
 pub mod modes;
 pub mod supervisor;
 pub mod timeline;
 
 pub use error::Error;
-pub use http::fronts::{start_front, start_fronts, FRONT_GRACE};
-pub use modes::{block_on, exec_mnist, run, MNIST_BINARY};
+pub use http::fronts::{start_front, FRONT_GRACE};
+pub use modes::{block_on, exec_mnist};

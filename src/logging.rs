@@ -61,7 +61,7 @@ pub fn init(format: LogFormat, filter: &Targets) -> WorkerGuard {
 /// will (a refused request); the ones left out are counted and reported by
 /// the next line that is written.
 #[derive(Debug)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     base: Instant,
     every_ms: u64,
     /// Milliseconds since `base` before which no line is written.
@@ -70,7 +70,7 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    pub fn new(every: Duration) -> Throttle {
+    pub(crate) fn new(every: Duration) -> Throttle {
         Throttle {
             base: Instant::now(),
             every_ms: every.as_millis() as u64,
@@ -81,7 +81,7 @@ impl Throttle {
 
     /// `Some(lines left out since the last one)` if a line may be written
     /// now; `None` (and one more left out) otherwise.
-    pub fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         let now = self.base.elapsed().as_millis() as u64;
         let next = self.next_ms.load(Relaxed);
         if now >= next

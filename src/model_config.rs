@@ -30,9 +30,15 @@ pub struct ModelConfig {
 pub struct Api {
     pub url: String,
     pub method: String,
+    /// http, https, ws or wss; https and wss ask for TLS.
     #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// The JSON schemas of the API: only checked to be JSON here.
+    #[serde(default)]
+    #[allow(dead_code)]
     pub request: Option<serde_json::Value>,
     #[serde(default)]
+    #[allow(dead_code)]
     pub response: Option<serde_json::Value>,
 }
 
@@ -46,7 +52,9 @@ pub struct Health {
     pub check_method: Option<String>,
     #[serde(default, deserialize_with = "lenient_u64")]
     pub initial_delay_seconds: Option<u64>,
+    /// Read by the platform's prober; here only parsed and checked.
     #[serde(default, deserialize_with = "lenient_u64")]
+    #[allow(dead_code)]
     pub timeout_seconds: Option<u64>,
     #[serde(default, deserialize_with = "lenient_u64")]
     pub period_seconds: Option<u64>,
@@ -163,12 +171,6 @@ impl ModelConfig {
             if !h.url.starts_with('/') {
                 return Err(format!("health.url: {:?} must start with '/'", h.url));
             }
-            if matches!(h.protocol, Protocol::Https | Protocol::Wss) {
-                return Err(format!(
-                    "health.protocol: {} needs TLS, which modelarts-init does not terminate; use http or ws",
-                    h.protocol
-                ));
-            }
             if let Some(m) = &h.check_method {
                 if !m.eq_ignore_ascii_case("http") && !m.eq_ignore_ascii_case("exec") {
                     return Err(format!("health.check_method: {m:?} is not HTTP or EXEC"));
@@ -178,14 +180,37 @@ impl ModelConfig {
         Ok(config)
     }
 
+    /// The field that asks for TLS (`health.protocol` or
+    /// `apis[i].protocol` set to https or wss), if one does.
+    pub fn wants_tls(&self) -> Option<String> {
+        let tls = |p: Protocol| matches!(p, Protocol::Https | Protocol::Wss);
+        if let Some(h) = self.health.as_ref().filter(|h| tls(h.protocol)) {
+            return Some(format!("health.protocol ({})", h.protocol));
+        }
+        self.apis.iter().enumerate().find_map(|(i, api)| {
+            api.protocol
+                .filter(|p| tls(*p))
+                .map(|p| format!("apis[{i}].protocol ({p})"))
+        })
+    }
+
     /// A human summary for `check-config`.
     pub fn describe(&self) -> String {
         let mut out = String::new();
+        if let Some(algorithm) = &self.model_algorithm {
+            let kind = self.model_type.as_deref().unwrap_or("no model_type");
+            out.push_str(&format!("model: {algorithm} ({kind})\n"));
+        }
         for api in &self.apis {
             out.push_str(&format!(
                 "api: {} {}\n",
                 api.method.to_ascii_uppercase(),
                 api.url
+            ));
+        }
+        if let Some(field) = self.wants_tls() {
+            out.push_str(&format!(
+                "tls: {field} asks for it: modelarts-init terminates TLS on its port (--tls-cert/--tls-key, else self-signed)\n"
             ));
         }
         match &self.health {
@@ -253,6 +278,16 @@ mod tests {
     }
 
     #[test]
+    fn https_or_wss_asks_for_tls() {
+        let c = ModelConfig::parse(r#"{"health":{"url":"/h","protocol":"HTTPS"}}"#).unwrap();
+        assert_eq!(c.wants_tls().as_deref(), Some("health.protocol (https)"));
+        let c = ModelConfig::parse(r#"{"apis":[{"url":"/","method":"post"},{"url":"/ws","method":"get","protocol":"wss"}]}"#).unwrap();
+        assert_eq!(c.wants_tls().as_deref(), Some("apis[1].protocol (wss)"));
+        let c = ModelConfig::parse(r#"{"health":{"url":"/h","protocol":"ws"}}"#).unwrap();
+        assert_eq!(c.wants_tls(), None);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let e = ModelConfig::parse(r#"{"health":{"url":"/h","period_seconds":true}}"#).unwrap_err();
         assert!(e.starts_with("health.period_seconds:"), "{e}");
@@ -260,8 +295,6 @@ mod tests {
         assert!(e.starts_with("health.url:"), "{e}");
         let e = ModelConfig::parse(r#"{"health":{"url":"/h","protocol":"gopher"}}"#).unwrap_err();
         assert!(e.starts_with("health.protocol:"), "{e}");
-        let e = ModelConfig::parse(r#"{"health":{"url":"/h","protocol":"https"}}"#).unwrap_err();
-        assert!(e.contains("TLS"), "{e}");
         let e = ModelConfig::parse(r#"{"apis":[{"url":"x","method":"get"}]}"#).unwrap_err();
         assert!(e.starts_with("apis[0].url:"), "{e}");
         let e = ModelConfig::parse(r#"{"apis":[{"url":5}]}"#).unwrap_err();

@@ -21,8 +21,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(min <= max);
         }
     }
-    let argv = std::iter::once(OsString::from("modelarts-init"))
-        .chain(data.split(|&b| b == 0).map(|a| OsString::from_vec(a.to_vec())));
+    let argv = std::iter::once(OsString::from("modelarts-init")).chain(
+        data.split(|&b| b == 0)
+            .map(|a| OsString::from_vec(a.to_vec())),
+    );
     match cli::parse(argv) {
         Ok(parsed) => {
             // Validation only: reads a --config file or the user database

@@ -36,7 +36,10 @@ struct Stub;
 
 impl App for Stub {
     async fn call(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
-        match Limited::new(req.into_body(), MAX_BODY as usize).collect().await {
+        match Limited::new(req.into_body(), MAX_BODY as usize)
+            .collect()
+            .await
+        {
             Ok(body) => json(
                 StatusCode::OK,
                 &serde_json::json!({ "read": body.to_bytes().len() }),
@@ -70,6 +73,7 @@ async fn serve(tx: std::sync::mpsc::Sender<SocketAddr>) {
         max_connections: Some(512),
         request_timeout: Some(Duration::from_secs(2)),
         max_body: Some(MAX_BODY),
+        tls: None,
     };
     let listener = server::bind(config.listen).expect("a loopback port");
     tx.send(listener.local_addr().unwrap()).unwrap();
@@ -85,13 +89,22 @@ async fn serve(tx: std::sync::mpsc::Sender<SocketAddr>) {
         restart: restart::Policy::NEVER,
     };
     let signals = futures_util::stream::pending();
-    timeline::run(settings, None, Supervised::none(), signals, feed, Some(served)).await;
+    timeline::run(
+        settings,
+        None,
+        Supervised::none(),
+        signals,
+        feed,
+        Some(served),
+    )
+    .await;
 }
 
 fuzz_target!(|data: &[u8]| {
     let addr = front();
     let mut conn = TcpStream::connect(addr).expect("connect to the front");
-    conn.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     // The front may answer and close before it has read everything.
     let _ = conn.write_all(data);
     let _ = conn.shutdown(Shutdown::Write);
@@ -122,7 +135,10 @@ fn check_first_answer(got: &[u8]) {
         return;
     }
     let Some(head_end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-        panic!("an answer without a whole head: {:?}", String::from_utf8_lossy(got));
+        panic!(
+            "an answer without a whole head: {:?}",
+            String::from_utf8_lossy(got)
+        );
     };
     let head = String::from_utf8_lossy(&got[..head_end]);
     let mut lines = head.split("\r\n");
@@ -139,7 +155,9 @@ fn check_first_answer(got: &[u8]) {
     let header = |name: &str| {
         head.split("\r\n").skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     };
     assert_eq!(

@@ -41,26 +41,17 @@ pub enum ClientError {
         #[source]
         source: hyper::Error,
     },
+    /// The TLS handshake failed (an untrusted certificate, no common
+    /// protocol).
+    #[error("TLS with {addr} failed: {source}")]
+    Tls {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The URL is not one we can fetch.
     #[error("{0}")]
     Url(String),
-}
-
-impl ClientError {
-    /// A short word for what happened, for logs: refused, timed out, ...
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ClientError::Connect { source, .. }
-                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
-            {
-                "refused"
-            }
-            ClientError::Connect { .. } => "unreachable",
-            ClientError::TimedOut { .. } => "timed out",
-            ClientError::Http { .. } => "bad answer",
-            ClientError::Url(_) => "bad url",
-        }
-    }
 }
 
 /// A TCP connection to `addr`, within `timeout`.
@@ -93,6 +84,17 @@ where
 {
     let stream = tcp(addr, connect_timeout).await?;
     let _ = stream.set_nodelay(true);
+    handshake(stream, addr).await
+}
+
+/// hyper's client handshake on `stream` (to `addr`), its driver spawned.
+async fn handshake<S, B>(stream: S, addr: SocketAddr) -> Result<SendRequest<B>, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: HttpBody + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ClientError::Http {
@@ -115,22 +117,19 @@ pub async fn get(
     path: &str,
     timeout: Duration,
 ) -> Result<StatusCode, ClientError> {
-    let fetch = async {
-        let mut sender = connect::<Empty<Bytes>>(addr, timeout).await?;
-        let req = Request::get(path)
-            .header(hyper::header::HOST, host)
-            .header(hyper::header::USER_AGENT, USER_AGENT)
-            .body(Empty::new())
-            .map_err(|e| ClientError::Url(format!("{path:?}: {e}")))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|source| ClientError::Http {
-                addr: addr.to_string(),
-                source,
-            })?;
-        Ok(resp.status())
-    };
+    within(addr, timeout, async {
+        let sender = connect::<Empty<Bytes>>(addr, timeout).await?;
+        get_on(sender, addr, host, path).await
+    })
+    .await
+}
+
+/// `fetch` within `timeout`, else a [`ClientError::TimedOut`].
+async fn within<T>(
+    addr: SocketAddr,
+    timeout: Duration,
+    fetch: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
     tokio::time::timeout(timeout, fetch)
         .await
         .map_err(|_| ClientError::TimedOut {
@@ -139,15 +138,47 @@ pub async fn get(
         })?
 }
 
-/// The `health` verb: GETs `url` (http only) and returns its status.
-pub async fn get_url(url: &str, timeout: Duration) -> Result<StatusCode, ClientError> {
+async fn get_on(
+    mut sender: SendRequest<Empty<Bytes>>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<StatusCode, ClientError> {
+    let req = Request::get(path)
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::USER_AGENT, USER_AGENT)
+        .body(Empty::new())
+        .map_err(|e| ClientError::Url(format!("{path:?}: {e}")))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|source| ClientError::Http {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok(resp.status())
+}
+
+/// The `health` verb: GETs `url` and returns its status; an https:// URL
+/// needs `tls` (see `tls::attach`).
+pub async fn get_url(
+    url: &str,
+    timeout: Duration,
+    tls: Option<&dyn crate::http::tls::Connect>,
+) -> Result<StatusCode, ClientError> {
     let bad = |what: String| ClientError::Url(format!("{url:?} {what}"));
     let uri: Uri = url.parse().map_err(|e| bad(format!("is not a URL: {e}")))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(bad("is not supported: only http:// URLs are".into()));
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(bad(
+                "is not supported: use an http:// or https:// URL".into()
+            ))
+        }
+    };
     let host = uri.host().ok_or_else(|| bad("has no host".into()))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let authority = format!("{host}:{port}");
     let addr = tokio::net::lookup_host(authority.as_str())
         .await
@@ -155,5 +186,21 @@ pub async fn get_url(url: &str, timeout: Duration) -> Result<StatusCode, ClientE
         .and_then(|mut a| a.next())
         .ok_or_else(|| bad(format!("names a host that does not resolve: {host}")))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    get(addr, &authority, path, timeout).await
+    if !https {
+        return get(addr, &authority, path, timeout).await;
+    }
+    let connector = tls.ok_or_else(|| bad("needs TLS, which this binary does not have".into()))?;
+    within(addr, timeout, async {
+        let stream = tcp(addr, timeout).await?;
+        let tls = connector
+            .connect(host, stream)
+            .await
+            .map_err(|e| ClientError::Tls {
+                addr: addr.to_string(),
+                source: e,
+            })?;
+        let sender = handshake::<_, Empty<Bytes>>(tls, addr).await?;
+        get_on(sender, addr, &authority, path).await
+    })
+    .await
 }

@@ -36,13 +36,13 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// The shared gate in front of an app.
 pub struct Front<A> {
     pub config: FrontConfig,
-    pub lifecycle: Lifecycle,
+    pub(crate) lifecycle: Lifecycle,
     /// Shared with the other threads' fronts (`sibling`).
-    pub counters: Arc<Counters>,
+    pub(crate) counters: Arc<Counters>,
     /// When a request last got a non-5xx answer from the app (the probe
     /// reads it); shared with the other threads' fronts.
-    pub answered: Arc<Answered>,
-    pub status: Option<Arc<status::StatusPage>>,
+    pub(crate) answered: Arc<Answered>,
+    pub(crate) status: Option<Arc<status::StatusPage>>,
     pub app: A,
 }
 
@@ -65,7 +65,7 @@ impl<A: App> Front<A> {
 
     /// A front for another thread: the same settings, lifecycle, counters
     /// and status page, its own `app`.
-    pub fn sibling(&self, app: A) -> Front<A> {
+    pub(crate) fn sibling(&self, app: A) -> Front<A> {
         Front {
             config: self.config.clone(),
             lifecycle: self.lifecycle.clone(),
@@ -78,7 +78,7 @@ impl<A: App> Front<A> {
 
     /// Answers one request: our own paths first, then the stop gate and
     /// the checks, then the app.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,

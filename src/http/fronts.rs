@@ -30,6 +30,9 @@ pub fn start_front<A: App>(
 /// Raises the open-files limit and logs the connection limit it allows;
 /// returns each of `threads` fronts' share.
 fn connection_limit<A>(front: &Front<A>, threads: usize) -> usize {
+    if let Some((_, served)) = front.config.tls.as_ref().and_then(|t| t.layer.as_ref()) {
+        tracing::info!(listen = %front.config.listen, "TLS on the listener (HTTPS, WSS): serving {served}");
+    }
     server::raise_nofile_limit();
     let (max, nofile) = limit::connection_limit(front.config.max_connections);
     match nofile {
@@ -57,7 +60,7 @@ fn serve_here<A: App>(
 /// `start_front`, plus one thread per `extra` listener serving its front
 /// on a single-threaded runtime of its own (nginx's worker model: no work
 /// moves between threads). Resolves once every thread's front has stopped.
-pub fn start_fronts<A: App>(
+pub(crate) fn start_fronts<A: App>(
     listener: tokio::net::TcpListener,
     front: Arc<Front<A>>,
     extra: Vec<(std::net::TcpListener, Arc<Front<A>>)>,

@@ -10,16 +10,17 @@
 //! page), `client` (the one HTTP/1 client). Must not: know what the app
 //! behind it does.
 
-pub mod client;
-pub mod conn;
+pub(crate) mod client;
+pub(crate) mod conn;
 mod front;
 pub mod fronts;
-pub mod health;
-pub mod limit;
-pub mod probe;
-pub mod proxy;
+pub(crate) mod health;
+pub(crate) mod limit;
+pub(crate) mod probe;
+pub(crate) mod proxy;
 pub mod server;
-pub mod status;
+pub(crate) mod status;
+pub mod tls;
 
 pub use front::Front;
 
@@ -41,7 +42,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
 /// R9: ModelArts fails synchronous requests that take longer than this.
-pub const PLATFORM_REQUEST_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const PLATFORM_REQUEST_LIMIT: Duration = Duration::from_secs(60);
 
 /// Whatever serves the requests the front does not answer itself.
 pub trait App: Send + Sync + 'static {
@@ -65,18 +66,22 @@ pub struct FrontConfig {
     pub max_connections: Option<usize>,
     pub request_timeout: Option<Duration>,
     pub max_body: Option<u64>,
+    /// HTTPS and WSS: TLS terminated here.
+    pub tls: Option<tls::Settings>,
 }
 
 /// Largest request head (request line and headers) we accept; past it the
 /// client gets 431. hyper's own read buffer is set above this so that our
 /// JSON answer, not hyper's bare one, is what clients normally see.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Counters for the status page.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub in_flight: AtomicU64,
     pub served: AtomicU64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_failures: AtomicU64,
 }
 
 /// The declared body length, if any.
@@ -88,7 +93,7 @@ pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
 }
 
 /// A complete body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
@@ -112,7 +117,7 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
 }
 
 /// 413 for a body over `max` bytes.
-pub fn too_large(max: u64) -> Response<Body> {
+pub(crate) fn too_large(max: u64) -> Response<Body> {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",

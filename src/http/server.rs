@@ -17,6 +17,7 @@
 //! `Connection: close`. Must not: answer requests itself (`Front` does).
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 /// `n` listeners on the same address, one per serving thread: with
 /// SO_REUSEPORT the kernel spreads new connections over them. The extra
 /// ones come back as std listeners, for the threads' own runtimes.
-pub fn bind_shared(
+pub(crate) fn bind_shared(
     addr: SocketAddr,
     n: usize,
 ) -> Result<(TcpListener, Vec<std::net::TcpListener>), Error> {
@@ -90,7 +91,11 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, Error>
 /// At most `max_connections` connections are open at once: at the limit,
 /// the one idle the longest is closed to make room for a new client; when
 /// none is idle, new clients wait in the kernel's backlog.
-pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_connections: usize) {
+pub(crate) async fn serve<A: App>(
+    listener: TcpListener,
+    front: Arc<Front<A>>,
+    max_connections: usize,
+) {
     let mut builder = http1::Builder::new();
     // No hyper timer: without one hyper arms no header-read timer of its
     // own per request; the connection's clock does that job.
@@ -186,63 +191,35 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
             front.config.request_timeout,
         ));
         let id = registry.add(clock.clone());
-        let service = {
-            let (front, clock) = (front.clone(), clock.clone());
-            service_fn(move |req| {
-                let (front, clock) = (front.clone(), clock.clone());
-                async move {
-                    let resp = front.handle(req, peer, &clock).await;
-                    clock.response_ready();
-                    Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked::new(body, clock)))
-                }
-            })
-        };
-        let conn = builder
-            .serve_connection(Io::new(TokioIo::new(stream), clock.clone()), service)
-            .with_upgrades();
         let done = (open.subscribe(), slot, registry.clone());
-        let mut lifecycle = front.lifecycle.subscribe();
-        // Seen first thing, in case the stop came between the accept and
-        // this subscription.
-        lifecycle.mark_changed();
-        // The connection's task, to its end: polls hyper's connection,
-        // fires the clock's timer, and follows the lifecycle (at Stopping,
-        // no more requests on it: hyper closes it once idle; at Exited, the
-        // open request is answered 503). hyper-util's GracefulShutdown does
-        // not take upgradeable connections, so each connection follows the
-        // lifecycle itself. Errors from hyper are the client's (reset, bad
-        // request); hyper has answered what it could.
+        let (builder, front) = (builder.clone(), front.clone());
         tokio::spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.first_deadline()));
-            // Made once: a new one per turn of the loop would register with
-            // the Notify (under its lock) at every wake-up.
-            let mut evicted = std::pin::pin!(clock.evicted());
-            loop {
-                // After the timer or the lifecycle, the loop polls the
-                // connection again, and with it the request, which acts on
-                // the clock's events.
-                tokio::select! {
-                    biased;
-                    _ = conn.as_mut() => break,
-                    _ = timer.as_mut() => match clock.on_timer(tokio::time::Instant::now()) {
-                        Next::At(deadline) => timer.as_mut().reset(deadline),
-                        Next::Close => break,
-                    },
-                    _ = evicted.as_mut() => break,
-                    changed = lifecycle.changed(), if !clock.is_exited() => {
-                        // A closed channel means the timeline is over.
-                        let state = match changed {
-                            Ok(()) => lifecycle.borrow_and_update().state,
-                            Err(_) => State::Exited,
-                        };
-                        if state >= State::Stopping {
-                            // Idempotent: no more requests on this
-                            // connection; hyper closes it once idle.
-                            conn.as_mut().graceful_shutdown();
+            match front
+                .config
+                .tls
+                .as_ref()
+                .and_then(|t| t.layer.as_ref().map(|l| (t, l)))
+            {
+                None => serve_connection(&builder, stream, peer, front.clone(), clock).await,
+                Some((tls, (layer, _))) => {
+                    // The handshake runs here, in the connection's task, so
+                    // that a slow one holds up nobody else; past its timeout
+                    // (or for a plain-HTTP client, or no common cipher) the
+                    // connection is closed and counted, and logged only at
+                    // debug: any client can cause it at will.
+                    let handshake = layer.handshake(stream);
+                    match tokio::time::timeout(tls.handshake_timeout, handshake).await {
+                        Ok(Ok(tls)) => {
+                            serve_connection(&builder, tls, peer, front.clone(), clock).await
                         }
-                        if state == State::Exited {
-                            clock.set_exited();
+                        failed => {
+                            front.counters.tls_failures.fetch_add(1, Ordering::Relaxed);
+                            match failed {
+                                Ok(Err(e)) => {
+                                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed")
+                                }
+                                _ => tracing::debug!(client = %peer, "TLS handshake timed out"),
+                            }
                         }
                     }
                 }
@@ -258,6 +235,76 @@ pub async fn serve<A: App>(listener: TcpListener, front: Arc<Front<A>>, max_conn
     );
     open.closed().await;
     tracing::info!("all client connections closed");
+}
+
+/// Serves one client connection (plain TCP or TLS) to its end: polls
+/// hyper's connection, fires the clock's timer, and follows the lifecycle
+/// (at Stopping, no more requests on it: hyper closes it once idle; at
+/// Exited, the open request is answered 503). hyper-util's
+/// GracefulShutdown does not take upgradeable connections, so each
+/// connection follows the lifecycle itself. Errors from hyper are the
+/// client's (reset, bad request); hyper has answered what it could.
+async fn serve_connection<A, S>(
+    builder: &http1::Builder,
+    stream: S,
+    peer: SocketAddr,
+    front: Arc<Front<A>>,
+    clock: Arc<ConnClock>,
+) where
+    A: App,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut lifecycle = front.lifecycle.subscribe();
+    // Seen first thing, in case the stop came between the accept and this
+    // subscription.
+    lifecycle.mark_changed();
+    let service = {
+        let clock = clock.clone();
+        service_fn(move |req| {
+            let (front, clock) = (front.clone(), clock.clone());
+            async move {
+                let resp = front.handle(req, peer, &clock).await;
+                clock.response_ready();
+                Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked::new(body, clock)))
+            }
+        })
+    };
+    let conn = builder
+        .serve_connection(Io::new(TokioIo::new(stream), clock.clone()), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(clock.first_deadline()));
+    // Made once: a new one per turn of the loop would register with the
+    // Notify (under its lock) at every wake-up.
+    let mut evicted = std::pin::pin!(clock.evicted());
+    loop {
+        // After the timer or the lifecycle, the loop polls the connection
+        // again, and with it the request, which acts on the clock's events.
+        tokio::select! {
+            biased;
+            _ = conn.as_mut() => break,
+            _ = timer.as_mut() => match clock.on_timer(tokio::time::Instant::now()) {
+                Next::At(deadline) => timer.as_mut().reset(deadline),
+                Next::Close => break,
+            },
+            _ = evicted.as_mut() => break,
+            changed = lifecycle.changed(), if !clock.is_exited() => {
+                // A closed channel means the timeline is over.
+                let state = match changed {
+                    Ok(()) => lifecycle.borrow_and_update().state,
+                    Err(_) => State::Exited,
+                };
+                if state >= State::Stopping {
+                    // Idempotent: no more requests on this connection;
+                    // hyper closes it once idle.
+                    conn.as_mut().graceful_shutdown();
+                }
+                if state == State::Exited {
+                    clock.set_exited();
+                }
+            }
+        }
+    }
 }
 
 /// A response body that tells its connection's clock while it is being
@@ -304,7 +351,7 @@ impl hyper::body::Body for Tracked {
 /// Raises the soft open-files limit to the hard one, so that
 /// `--max-connections` is not cut short by the default of 1024. Called
 /// after the child is spawned: the child keeps the limits it was given.
-pub fn raise_nofile_limit() {
+pub(crate) fn raise_nofile_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {

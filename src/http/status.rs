@@ -38,6 +38,7 @@ impl StatusPage {
             "uptime_ms": lifecycle.started().elapsed().as_millis() as u64,
             "requests_in_flight": counters.in_flight.load(Ordering::Relaxed),
             "requests_served": counters.served.load(Ordering::Relaxed),
+            "tls_failures": counters.tls_failures.load(Ordering::Relaxed),
             "tree": {
                 "processes": tree.len(),
                 "rss_bytes": tree.rss_bytes(),

@@ -70,7 +70,10 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return ExitCode::from(cli::report_usage_error(e)),
     };
-    let config = match MnistConfig::from_args(&parsed.args) {
+    // TLS is linked here (this binary carries tract; rustls adds little).
+    let config = match MnistConfig::from_args(&parsed.args)
+        .and_then(|mut c| modelarts_init::http::tls::attach_front(&mut c.front).map(|()| c))
+    {
         Ok(config) => config,
         Err(e) => return fail(e),
     };

@@ -9,15 +9,52 @@
 mod verbs;
 mod wrap;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::Mode;
 use crate::error::Error;
 
-pub use verbs::{exec_mnist, MNIST_BINARY};
+pub use verbs::{exec_mnist, exec_sibling, MNIST_BINARY};
 
-/// Runs `mode` to the end and returns the process exit code.
-pub fn run(mode: Mode) -> Result<u8, Error> {
+/// The whole program, for the binaries: parse, configure, `plug` (the TLS
+/// build plugs rustls in here; the init's own binary plugs nothing), log,
+/// run, exit. A failure is one line on stderr and its exit code.
+pub fn main(plug: fn(&mut Mode) -> Result<(), Error>) -> ExitCode {
+    let cli = match crate::cli::parse(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(crate::cli::report_usage_error(e)),
+    };
+    let mode = match Mode::from_cli(cli).and_then(|mut m| plug(&mut m).map(|()| m)) {
+        Ok(mode) => mode,
+        Err(e) => return fail(e),
+    };
+    let _log = crate::logging::init(mode.log_format(), &mode.log_filter());
+    match run(mode) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot run");
+            fail(e)
+        }
+    }
+}
+
+/// Prints a failure as one line on stderr and returns its exit code.
+fn fail(e: Error) -> ExitCode {
+    eprintln!("modelarts-init: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+/// Runs `mode` to the end and returns the process exit code. A mode that
+/// asks for TLS without it plugged in (see `http::tls::attach`) execs the
+/// TLS build instead, `modelarts-init-tls`, with the same arguments.
+pub(crate) fn run(mode: Mode) -> Result<u8, Error> {
+    if let (true, false) = mode.tls() {
+        return exec_sibling(
+            crate::http::tls::TLS_BINARY,
+            "TLS is served by modelarts-init-tls, the TLS build of modelarts-init",
+        );
+    }
     match mode {
         // One thread in both wrap modes. Pure init only waits for signals
         // and timers. The proxy only moves bytes between sockets: one

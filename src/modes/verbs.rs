@@ -6,13 +6,15 @@
 
 use std::path::Path;
 
-use crate::cli::HealthArgs;
+use crate::config::HealthConfig;
 use crate::error::Error;
 use crate::model_config::ModelConfig;
 
-/// `health`: 0 if the URL answers 200, else 1 with the reason on stderr.
-pub(super) async fn health(args: HealthArgs) -> Result<u8, Error> {
-    match crate::http::client::get_url(&args.url, args.timeout).await {
+/// `health`: 0 if the URL answers 200, else 1 with the reason on stderr (2
+/// for bad TLS flags).
+pub(super) async fn health(config: HealthConfig) -> Result<u8, Error> {
+    let HealthConfig { args, tls } = config;
+    match crate::http::client::get_url(&args.url, args.timeout, tls.as_deref()).await {
         Ok(s) if s == hyper::StatusCode::OK => Ok(0),
         Ok(s) => {
             eprintln!("modelarts-init: {} answered {s}", args.url);
@@ -44,18 +46,25 @@ pub const MNIST_BINARY: &str = "modelarts-init-mnist";
 /// into the init that every container runs, tripling the init's resident
 /// memory and slowing its start-up. The init pays nothing for the model.
 pub fn exec_mnist() -> Result<u8, Error> {
+    exec_sibling(MNIST_BINARY, "mnist mode is a second binary")
+}
+
+/// Replaces this process with `binary` and the same arguments: the one
+/// next to our own executable, else the one in PATH. Returns only on
+/// failure, saying `why` the binary is needed and where it goes.
+pub fn exec_sibling(binary: &str, why: &str) -> Result<u8, Error> {
     use std::os::unix::process::CommandExt;
     let beside = std::env::current_exe()
         .ok()
-        .map(|exe| exe.with_file_name(MNIST_BINARY))
+        .map(|exe| exe.with_file_name(binary))
         .filter(|p| p.exists());
-    let program = beside.unwrap_or_else(|| MNIST_BINARY.into());
+    let program = beside.unwrap_or_else(|| binary.into());
     let source = std::process::Command::new(&program)
         .args(std::env::args_os().skip(1))
         .exec();
     Err(Error::Spawn {
         command: format!(
-            "{} (mnist mode is a second binary: `cargo build --release` builds both; install it next to modelarts-init)",
+            "{} ({why}: `cargo build --release` builds it; install it next to modelarts-init)",
             program.display()
         ),
         source,

@@ -6,10 +6,10 @@
 //! `tree` (descendants in /proc). Must not: decide *when* to stop or
 //! restart; the timeline does.
 
-pub mod reaper;
+pub(crate) mod reaper;
 pub mod signals;
-pub mod spawn;
-pub mod tree;
+pub(crate) mod spawn;
+pub(crate) mod tree;
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -33,7 +33,10 @@ pub struct Supervised {
 
 impl Supervised {
     /// Starts the child described by `spec`; returns it and its pid.
-    pub fn start(spec: ChildSpec, signal_group: bool) -> Result<(Supervised, i32), crate::Error> {
+    pub(crate) fn start(
+        spec: ChildSpec,
+        signal_group: bool,
+    ) -> Result<(Supervised, i32), crate::Error> {
         let pid = start(&spec)?;
         let me = Supervised {
             spec: Some(spec),

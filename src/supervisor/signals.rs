@@ -56,14 +56,14 @@ use crate::error::Error;
 
 /// The standard signals passed on to the child as they come (the real-time
 /// ones are added by [`forwarded`]).
-pub const FORWARDED: [i32; 17] = [
+pub(crate) const FORWARDED: [i32; 17] = [
     SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGTTIN, SIGTTOU, SIGCONT, SIGALRM, SIGPWR,
     SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGURG,
 ];
 
 /// What to do about one signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Collect exit statuses.
     Reap,
     /// Start the R8 drain.
@@ -80,14 +80,14 @@ pub enum Action {
 /// Every signal passed on as it comes: [`FORWARDED`] and the real-time
 /// signals, whose range only libc knows at run time (glibc keeps the first
 /// two for itself).
-pub fn forwarded() -> impl Iterator<Item = i32> {
+pub(crate) fn forwarded() -> impl Iterator<Item = i32> {
     FORWARDED
         .into_iter()
         .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
 }
 
 /// The table above; `stopping` once a stop has begun.
-pub fn decide(signal: i32, stopping: bool) -> Option<Action> {
+pub(crate) fn decide(signal: i32, stopping: bool) -> Option<Action> {
     match signal {
         SIGCHLD => Some(Action::Reap),
         SIGTERM if !stopping => Some(Action::Drain),
@@ -123,7 +123,7 @@ pub fn listen() -> Result<Signals, Error> {
 }
 
 /// A signal's name for logs and messages: `SIGTERM`, `SIGRTMIN+3`.
-pub fn name(signal: i32) -> String {
+pub(crate) fn name(signal: i32) -> String {
     let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
     match nix::sys::signal::Signal::try_from(signal) {
         Ok(s) => s.as_str().to_owned(),
@@ -136,7 +136,7 @@ pub fn name(signal: i32) -> String {
 
 /// Parses a signal for `--stop-signal`: `TERM`, `SIGQUIT`, `quit`, `3`,
 /// `RTMIN+2`.
-pub fn parse(text: &str) -> Result<i32, String> {
+pub(crate) fn parse(text: &str) -> Result<i32, String> {
     let upper = text.trim().to_ascii_uppercase();
     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
     let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());

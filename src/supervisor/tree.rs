@@ -76,8 +76,4 @@ impl Tree {
     pub fn len(&self) -> usize {
         self.members.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
 }

@@ -25,8 +25,8 @@
 //! loop that feeds it and carries out its effects), `restart` (the restart
 //! policy). Must not: touch the OS outside `Processes` implementations.
 
-pub mod driver;
-pub mod machine;
+pub(crate) mod driver;
+pub(crate) mod machine;
 pub mod restart;
 
 use std::future::Future;

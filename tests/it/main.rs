@@ -24,6 +24,8 @@ mod front_upstream;
 
 mod front_http11;
 
+mod front_tls;
+
 mod front_readiness;
 
 mod front_streams;

@@ -5,7 +5,8 @@ Usage: ws_client.py URL [GO_FILE]
 Sends text and binary messages (one of 1 MiB) to the echo server behind the
 proxy, checks each echo, then asks for the handshake headers the server saw.
 Prints "HEADERS <json>" and "WS-OK <n>" and exits 0, or exits 1 with the
-reason. With GO_FILE: after the first echo prints "CONNECTED" and waits (60 s
+reason. A wss:// URL is opened with Python's ssl module, trusting any
+certificate when WS_INSECURE=1 (the front's self-signed one). With GO_FILE: after the first echo prints "CONNECTED" and waits (60 s
 at most) until GO_FILE exists before sending the rest, so that a test can
 act (e.g. start a drain) while the connection is open.
 """
@@ -14,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import ssl
 import sys
 
 from websockets.asyncio.client import connect
@@ -28,7 +30,14 @@ async def main(url, go_file=None):
         bytes(rng.getrandbits(8) for _ in range(1 << 20)),
         "x" * 100_000,
     ]
-    async with connect(url, max_size=None, open_timeout=20, close_timeout=5) as ws:
+    options = {}
+    if url.startswith("wss://"):
+        context = ssl.create_default_context()
+        if os.environ.get("WS_INSECURE") == "1":
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        options["ssl"] = context
+    async with connect(url, max_size=None, open_timeout=20, close_timeout=5, **options) as ws:
         for i, message in enumerate(messages):
             await ws.send(message)
             got = await asyncio.wait_for(ws.recv(), 20)

@@ -115,8 +115,9 @@ pub(super) struct Forwarded {
 
 impl Forwarded {
     /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto`
-    /// unless a proxy in front of us already did.
-    pub(super) fn add(&self, headers: &mut HeaderMap, peer: IpAddr) {
+    /// (`proto`: how the client reached us) unless a proxy in front of us
+    /// already did.
+    pub(super) fn add(&self, headers: &mut HeaderMap, peer: IpAddr, proto: &'static str) {
         let name = HeaderName::from_static("x-forwarded-for");
         let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
             Some(before) => HeaderValue::try_from(format!("{before}, {peer}")).ok(),
@@ -127,7 +128,7 @@ impl Forwarded {
         }
         headers
             .entry(HeaderName::from_static("x-forwarded-proto"))
-            .or_insert(HeaderValue::from_static("http"));
+            .or_insert(HeaderValue::from_static(proto));
     }
 
     /// The `X-Forwarded-For` value for a client at `ip` with no earlier
@@ -183,13 +184,13 @@ mod tests {
         let f = Forwarded::default();
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        f.add(&mut h, "127.0.0.1".parse().unwrap());
+        f.add(&mut h, "127.0.0.1".parse().unwrap(), "https");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-proto"], "https");
         // The cached value follows the client's address.
         for ip in ["10.1.1.1", "10.1.1.1", "10.2.2.2"] {
             let mut h = HeaderMap::new();
-            f.add(&mut h, ip.parse().unwrap());
+            f.add(&mut h, ip.parse().unwrap(), "http");
             assert_eq!(h["x-forwarded-for"], ip);
         }
     }

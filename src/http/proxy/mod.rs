@@ -56,6 +56,8 @@ pub struct Settings {
     pub max_body: Option<u64>,
     /// A response body with no data for this long is cut.
     pub stream_idle_timeout: Option<Duration>,
+    /// `X-Forwarded-Proto`: `https` behind our TLS, else `http`.
+    pub forwarded_proto: &'static str,
 }
 
 /// The proxy app.
@@ -66,6 +68,7 @@ pub struct Proxy {
     forwarded: Forwarded,
     max_body: Option<u64>,
     stream_idle_timeout: Option<Duration>,
+    forwarded_proto: &'static str,
 }
 
 impl Proxy {
@@ -77,6 +80,7 @@ impl Proxy {
             forwarded: Forwarded::default(),
             max_body: settings.max_body,
             stream_idle_timeout: settings.stream_idle_timeout,
+            forwarded_proto: settings.forwarded_proto,
         }
     }
 
@@ -147,7 +151,8 @@ impl App for Proxy {
         if !parts.headers.contains_key(header::HOST) {
             parts.headers.insert(header::HOST, self.host.clone());
         }
-        self.forwarded.add(&mut parts.headers, peer.ip());
+        self.forwarded
+            .add(&mut parts.headers, peer.ip(), self.forwarded_proto);
         // The client's own body errors are told apart from the upstream's.
         let body = body.map_err(ClientBodyError);
         let body: Body = match self.max_body {
@@ -210,6 +215,7 @@ mod tests {
             idle_timeout,
             max_body: None,
             stream_idle_timeout: None,
+            forwarded_proto: "http",
         })
     }
 
