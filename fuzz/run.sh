@@ -8,7 +8,8 @@
 #
 # Needs cargo-fuzz (installed from crates.io with `cargo install` if
 # missing) and a nightly toolchain (`rustup toolchain list`); without one,
-# the stable toolchain is used with RUSTC_BOOTSTRAP=1 and no sanitizer.
+# the stable toolchain is used with RUSTC_BOOTSTRAP=1 and no sanitizer
+# (or with FUZZ_TOOLCHAIN=stable).
 # Builds go to $FUZZ_TARGET_DIR (default /var/cache/modelarts-init/fuzz-target),
 # outside the clone, so that the next run on this machine is warm.
 set -euo pipefail
@@ -25,7 +26,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz from crates.io" >&2
     cargo install --locked cargo-fuzz
 fi
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+# FUZZ_TOOLCHAIN=stable forces the fallback (to try what a machine
+# without nightly does); the default picks nightly when rustup has it.
+if [[ ${FUZZ_TOOLCHAIN:-auto} != stable ]] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     toolchain=(+nightly) flags=()
 else
     echo "fuzz: no nightly toolchain; stable with RUSTC_BOOTSTRAP=1, no sanitizer" >&2

@@ -9,10 +9,9 @@ Every connection reads one request head, then, by MODE:
     garbage  bytes that are not HTTP, then close
 """
 
-import os
-import socket
 import sys
-import threading
+
+from tcp_server import serve_forever
 
 MODE = sys.argv[1]
 held = []
@@ -36,10 +35,4 @@ def serve(conn):
     conn.close()
 
 
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(os.environ["PORT"])))
-s.listen(128)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+serve_forever(serve)
