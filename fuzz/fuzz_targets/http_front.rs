@@ -116,7 +116,15 @@ fuzz_target!(|data: &[u8]| {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            // libFuzzer's -timeout alarm (SIGALRM every second) interrupts
+            // the read: a harness matter, not the front's (found by the
+            // stable, no-sanitizer run; the deadline below still holds).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
                 assert!(
                     sent.elapsed() < BOUND,
                     "the front neither answered nor closed within {BOUND:?}; got {:?}",

@@ -390,8 +390,8 @@ fn flags_in(line: &str) -> Vec<String> {
     out
 }
 
-/// Each verb's `--help` exits 0 with its usage, and so does the mnist
-/// binary's own.
+/// Each verb's `--help` exits 0 with its usage, and so do the mnist and
+/// TLS binaries' own.
 #[test]
 fn each_verb_has_help() {
     for args in [
@@ -404,13 +404,15 @@ fn each_verb_has_help() {
         assert_eq!(r.expect_code(secs(1)), 0, "{args:?}\n{}", r.dump());
         assert!(r.stdout.text().contains("Usage:"), "{args:?}\n{}", r.dump());
     }
-    let mnist = Path::new(bin()).with_file_name("modelarts-init-mnist");
-    let mut r = Running::spawn({
-        let mut c = scrubbed_command(&mnist);
-        c.arg("--help");
-        c
-    });
-    assert_eq!(r.expect_code(secs(10)), 0, "{}", r.dump());
+    for sibling in ["modelarts-init-mnist", "modelarts-init-tls"] {
+        let mut r = Running::spawn({
+            let mut c = scrubbed_command(Path::new(bin()).with_file_name(sibling));
+            c.arg("--help");
+            c
+        });
+        assert_eq!(r.expect_code(secs(10)), 0, "{sibling}\n{}", r.dump());
+        assert!(r.stdout.text().contains("Usage:"), "{sibling}\n{}", r.dump());
+    }
 }
 
 /// `check-config` accepts every config.json the docs and examples ship
