@@ -411,7 +411,11 @@ fn each_verb_has_help() {
             c
         });
         assert_eq!(r.expect_code(secs(10)), 0, "{sibling}\n{}", r.dump());
-        assert!(r.stdout.text().contains("Usage:"), "{sibling}\n{}", r.dump());
+        assert!(
+            r.stdout.text().contains("Usage:"),
+            "{sibling}\n{}",
+            r.dump()
+        );
     }
 }
 
