@@ -420,7 +420,7 @@ where
 /// Prints a parse failure and returns the exit code: `--help` and
 /// `--version` print in full and succeed; any other usage error is reduced
 /// to its one-line message and exits 2.
-pub fn report_usage_error(e: clap::Error) -> u8 {
+pub fn report_usage_error(program: &str, e: clap::Error) -> u8 {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -439,7 +439,7 @@ pub fn report_usage_error(e: clap::Error) -> u8 {
                 }
             }
             let line = line.trim_start_matches("error: ");
-            eprintln!("modelarts-init: {line} (see --help)");
+            eprintln!("{program}: {line} (see --help)");
             2
         }
     }

@@ -63,31 +63,35 @@ fn main() -> ExitCode {
         return ExitCode::from(stages::run(&rest));
     }
     // `modelarts-init mnist ARGS` execs us with `mnist ARGS`.
-    if args.get(1).is_some_and(|a| a == "mnist") {
+    // Messages name the command as the user typed it.
+    let program = if args.get(1).is_some_and(|a| a == "mnist") {
         args.remove(1);
-    }
+        "modelarts-init mnist"
+    } else {
+        "modelarts-init-mnist"
+    };
     let parsed = match MnistCli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => return ExitCode::from(cli::report_usage_error(e)),
+        Err(e) => return ExitCode::from(cli::report_usage_error(program, e)),
     };
     // TLS is linked here (this binary carries tract; rustls adds little).
     let config = match MnistConfig::from_args(&parsed.args)
         .and_then(|mut c| modelarts_init::http::tls::attach_front(&mut c.front).map(|()| c))
     {
         Ok(config) => config,
-        Err(e) => return fail(e),
+        Err(e) => return fail(program, e),
     };
     let _log = logging::init(config.log_format, &config.log_filter);
     match server::run(config) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             tracing::error!(error = %e, "cannot run");
-            fail(e)
+            fail(program, e)
         }
     }
 }
 
-fn fail(e: Error) -> ExitCode {
-    eprintln!("modelarts-init-mnist: {e}");
+fn fail(program: &str, e: Error) -> ExitCode {
+    eprintln!("{program}: {e}");
     ExitCode::from(e.exit_code())
 }

@@ -23,7 +23,7 @@ pub use verbs::{exec_mnist, exec_sibling, MNIST_BINARY};
 pub fn main(plug: fn(&mut Mode) -> Result<(), Error>) -> ExitCode {
     let cli = match crate::cli::parse(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) => return ExitCode::from(crate::cli::report_usage_error(e)),
+        Err(e) => return ExitCode::from(crate::cli::report_usage_error("modelarts-init", e)),
     };
     let mode = match Mode::from_cli(cli).and_then(|mut m| plug(&mut m).map(|()| m)) {
         Ok(mode) => mode,

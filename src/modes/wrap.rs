@@ -18,7 +18,7 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
     let (lifecycle, feed) = lifecycle::channel();
     // Signals first: a SIGCHLD or SIGTERM between spawn and here would
     // otherwise be lost.
-    let signals = signals::listen()?;
+    let mut signals = signals::listen()?;
     match reaper::become_subreaper_unless_pid1() {
         Ok(true) => tracing::info!(
             pid = std::process::id(),
@@ -63,7 +63,7 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
         config.timeline,
         Some(pid),
         procs,
-        signals,
+        &mut signals,
         feed,
         served.clone(),
     )
@@ -71,5 +71,9 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
     if let Some(served) = served {
         let _ = tokio::time::timeout(fronts::FRONT_GRACE, served).await;
     }
+    // The handlers stay until we exit: unregistering ~60 of them one by
+    // one (signal-hook copies its table at each step) cost a third of the
+    // whole start-up-and-exit time of `--no-proxy -- true` (bench/init.sh).
+    std::mem::forget(signals);
     Ok(code)
 }

@@ -44,29 +44,15 @@ impl Connector {
     /// neither flag) is a usage error.
     pub(crate) fn new(insecure: bool, cacert: Option<&Path>) -> Result<Connector, Error> {
         let provider = Arc::new(provider::default_provider());
-        let verifier: Arc<dyn ServerCertVerifier> = match (insecure, cacert) {
-        (true, _) => Arc::new(AnyCertificate(provider.clone())),
-        (false, Some(path)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in super::server::read_chain_as("--cacert", path)? {
-                roots.add(cert).map_err(|e| {
-                    Error::Config(format!("--cacert {}: not a usable root: {e}", path.display()))
-                })?;
-            }
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| Error::Config(format!("--cacert {}: {e}", path.display())))?;
-            Arc::new(LoopbackNames(inner))
-        }
-        (false, None) => {
-            return Err(Error::Config(
-                "an https:// URL needs --insecure (any certificate, e.g. the self-signed one) or --cacert PATH (the root to verify against)".into(),
-            ))
-        }
-    };
+        let roots = match (insecure, cacert) {
+            (true, _) => None,
+            (false, Some(path)) => Some(roots(path, &provider)?),
+            (false, None) => return Err(Error::Config(NO_TRUST.into())),
+        };
+        let verifier = Arc::new(Verifier {
+            roots,
+            provider: provider.clone(),
+        });
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::Config(format!("TLS: {e}")))?
@@ -80,62 +66,39 @@ impl Connector {
     }
 }
 
-/// `--insecure`: any certificate; the handshake's signatures are still
-/// checked, so the connection is at least to the holder of that key.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+const NO_TRUST: &str = "an https:// URL needs --insecure (any certificate, e.g. the self-signed one) or --cacert PATH (the root to verify against)";
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+/// The chain verifier for the roots in the `--cacert` file.
+fn roots(
+    path: &Path,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in super::server::read_chain_as("--cacert", path)? {
+        roots.add(cert).map_err(|e| {
+            Error::Config(format!(
+                "--cacert {}: not a usable root: {e}",
+                path.display()
+            ))
+        })?;
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| Error::Config(format!("--cacert {}: {e}", path.display())))
 }
 
-/// `--cacert`: the chain must lead to the root; the name need not match
-/// when the address is a loopback one.
+/// Without `roots` (`--insecure`): any certificate. With them
+/// (`--cacert`): the chain must lead to a root; the name need not match
+/// when the address is a loopback one. Either way the handshake's
+/// signatures are checked, so the connection is at least to the holder of
+/// the certificate's key.
 #[derive(Debug)]
-struct LoopbackNames(Arc<rustls::client::WebPkiServerVerifier>);
+struct Verifier {
+    roots: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
 
-impl ServerCertVerifier for LoopbackNames {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -144,11 +107,11 @@ impl ServerCertVerifier for LoopbackNames {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let loopback = matches!(server_name, ServerName::IpAddress(ip) if std::net::IpAddr::from(*ip).is_loopback());
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match roots.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::NotValidForName
                 | rustls::CertificateError::NotValidForNameContext { .. },
@@ -163,7 +126,8 @@ impl ServerCertVerifier for LoopbackNames {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -172,10 +136,13 @@ impl ServerCertVerifier for LoopbackNames {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -50,13 +50,18 @@ fn the_standalone_binary_explains_itself() {
     ] {
         assert!(init_out.contains(flag), "{flag}:\n{init_out}");
     }
-    // a wrong flag: one line and exit 2
+    // a wrong flag: one line naming the command as typed, and exit 2
     let (code, _, err) = run(mnist_bin(), &["--frobnicate"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--frobnicate") && err.lines().count() == 1,
+        err.starts_with("modelarts-init-mnist: ")
+            && err.contains("--frobnicate")
+            && err.lines().count() == 1,
         "{err}"
     );
+    let (code, _, err) = run(mnist_bin(), &["mnist", "--frobnicate"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("modelarts-init mnist: "), "{err}");
     let (code, _, err) = run(mnist_bin(), &["--decode-memory", "1000"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--decode-memory 1000 is below 1 MiB"), "{err}");
