@@ -479,8 +479,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
+    match Duration::try_from_secs_f64(value * scale) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("{text:?} is out of range: at most 8760h (a year)")),
+    }
 }
+
+/// The longest duration a flag takes: timers are added to the clock, and
+/// nothing here needs to wait longer.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -497,6 +504,8 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1e400").is_err());
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        assert!(parse_duration("9999999999999999999").is_err());
     }
 
     #[test]

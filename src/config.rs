@@ -216,6 +216,7 @@ impl ProxyConfig {
         if proxy.proxy_threads == 0 {
             return Err(Error::Config("--proxy-threads must be at least 1".into()));
         }
+        check_timer("--stream-idle-timeout", proxy.stream_idle_timeout)?;
         let settings = proxy::Settings {
             upstream: proxy.upstream,
             idle_timeout: proxy.upstream_idle_timeout,
@@ -299,7 +300,12 @@ fn front_config(args: &FrontArgs, model: Option<&ModelConfig>) -> Result<FrontCo
         .clone()
         .or_else(|| declared_health.map(str::to_owned))
         .unwrap_or_else(|| "/health".to_owned());
-    check_path("--health-path", &health_path)?;
+    let source = if args.health_path.is_some() {
+        "--health-path"
+    } else {
+        "config.json health.url"
+    };
+    check_path(source, &health_path)?;
     if let Some(p) = &args.status_path {
         check_path("--status-path", p)?;
         if *p == health_path {
@@ -308,9 +314,17 @@ fn front_config(args: &FrontArgs, model: Option<&ModelConfig>) -> Result<FrontCo
             )));
         }
     }
-    if args.max_connections == Some(0) {
-        return Err(Error::Config("--max-connections must be at least 1".into()));
+    if let Some(n) = args.max_connections {
+        if !(1..=MAX_CONNECTIONS).contains(&n) {
+            return Err(Error::Config(format!(
+                "--max-connections {n}: use 1 to {MAX_CONNECTIONS}"
+            )));
+        }
     }
+    // The connection clock works in milliseconds: shorter timers would
+    // fire without end. Below this, no real client could be served anyway.
+    check_timer("--keep-alive", Some(args.keep_alive))?;
+    check_timer("--request-timeout", args.request_timeout)?;
     let tls =
         tls_source(args, model.and_then(ModelConfig::wants_tls))?.map(|source| tls::Settings {
             source,
@@ -362,12 +376,35 @@ fn tls_source(args: &FrontArgs, wants: Option<String>) -> Result<Option<Source>,
     }
 }
 
+/// The most connections `--max-connections` may allow.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// The shortest timer the connection clock (in milliseconds) can keep:
+/// shorter ones would fire without end, and no real client could be served
+/// within them anyway.
+const MIN_TIMER: Duration = Duration::from_millis(100);
+
+fn check_timer(flag: &str, value: Option<Duration>) -> Result<(), Error> {
+    match value {
+        Some(v) if v < MIN_TIMER => Err(Error::Config(format!(
+            "{flag} must be at least {} ms",
+            MIN_TIMER.as_millis()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A path we answer ourselves or probe: an origin-form path, without a
+/// query (it is compared with the request's path alone).
 fn check_path(flag: &str, path: &str) -> Result<(), Error> {
-    if path.starts_with('/') {
+    let valid = path.starts_with('/')
+        && !path.contains(['?', '#'])
+        && hyper::http::uri::PathAndQuery::try_from(path).is_ok();
+    if valid {
         Ok(())
     } else {
         Err(Error::Config(format!(
-            "{flag} {path:?} must start with '/'"
+            "{flag} {path:?} must be a path starting with '/', without a query, spaces or non-ASCII characters"
         )))
     }
 }

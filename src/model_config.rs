@@ -118,21 +118,19 @@ impl fmt::Display for Protocol {
 /// A whole number, given as a number or as a string of digits (the older
 /// format writes `"initial_delay_seconds": "30"`).
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrText {
-        Num(u64),
-        Text(String),
-    }
-    match Option::<NumOrText>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumOrText::Num(n)) => Ok(Some(n)),
-        Some(NumOrText::Text(t)) => {
-            t.trim().parse().map(Some).map_err(|_| {
-                serde::de::Error::custom(format!("expected a whole number, got {t:?}"))
-            })
-        }
-    }
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    let number = match &value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(t)) => t.trim().parse().ok(),
+        Some(_) => None,
+    };
+    number.map(Some).ok_or_else(|| {
+        let got = value.map_or_else(String::new, |v| v.to_string());
+        serde::de::Error::custom(format!(
+            "expected a whole number of 0 or more (or a string of digits), got {got}"
+        ))
+    })
 }
 
 impl ModelConfig {
@@ -289,8 +287,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = ModelConfig::parse(r#"{"health":{"url":"/h","period_seconds":true}}"#).unwrap_err();
-        assert!(e.starts_with("health.period_seconds:"), "{e}");
+        for (bad, shown) in [
+            ("true", "true"),
+            ("-5", "-5"),
+            ("2.5", "2.5"),
+            (r#""x""#, r#""x""#),
+        ] {
+            let e = ModelConfig::parse(&format!(
+                r#"{{"health":{{"url":"/h","period_seconds":{bad}}}}}"#
+            ))
+            .unwrap_err();
+            assert!(e.starts_with("health.period_seconds:"), "{e}");
+            assert!(
+                e.contains(&format!(
+                    "expected a whole number of 0 or more (or a string of digits), got {shown}"
+                )),
+                "{e}"
+            );
+        }
+        let c = ModelConfig::parse(r#"{"health":{"url":"/h","period_seconds":"30"}}"#).unwrap();
+        assert_eq!(c.health.unwrap().period_seconds, Some(30));
         let e = ModelConfig::parse(r#"{"health":{"url":"h"}}"#).unwrap_err();
         assert!(e.starts_with("health.url:"), "{e}");
         let e = ModelConfig::parse(r#"{"health":{"url":"/h","protocol":"gopher"}}"#).unwrap_err();

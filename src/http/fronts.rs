@@ -52,7 +52,11 @@ fn serve_here<A: App>(
         tokio::spawn(status::log_changes(front.clone()));
     }
     tokio::spawn(server::serve(listener, front, max_connections))
-        .map(|_| ())
+        .map(|done| {
+            if let Err(e) = done {
+                front_died(&e.to_string());
+            }
+        })
         .boxed()
         .shared()
 }
@@ -89,10 +93,26 @@ pub(crate) fn start_fronts<A: App>(
                 let _ = tx.send(());
             })
             .map_err(os)?;
-        done.push(rx.map(|_| ()).boxed());
+        done.push(
+            rx.map(|sent| {
+                if sent.is_err() {
+                    front_died("its thread ended early");
+                }
+            })
+            .boxed(),
+        );
     }
     Ok(futures_util::future::join_all(done)
         .map(|_| ())
         .boxed()
         .shared())
+}
+
+/// A front that ends on its own (not at a stop) is a bug: say so where the
+/// logs are read, since the panic's text goes to stderr only.
+fn front_died(why: &str) {
+    tracing::error!(
+        why,
+        "a serving thread of the HTTP front died (a bug): its connections are gone"
+    );
 }

@@ -105,7 +105,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Ready => write!(f, "ready"),
             Outcome::Status { path, status } => write!(f, "GET {path} answered {status}"),
-            Outcome::Failed(e) => write!(f, "{e}"),
+            Outcome::Failed(e) => write!(f, "{}", crate::error::Chain(e)),
         }
     }
 }

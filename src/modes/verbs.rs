@@ -21,7 +21,7 @@ pub(super) async fn health(config: HealthConfig) -> Result<u8, Error> {
             Ok(1)
         }
         Err(e) => {
-            eprintln!("modelarts-init: {e}");
+            eprintln!("modelarts-init: {}", crate::error::Chain(&e));
             Ok(1)
         }
     }

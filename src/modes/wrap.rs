@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::http::{fronts, proxy::Proxy, server, Front};
 use crate::lifecycle;
 use crate::supervisor::{reaper, signals, Supervised};
-use crate::timeline;
+use crate::timeline::{self, Processes};
 
 pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
     let (lifecycle, feed) = lifecycle::channel();
@@ -46,11 +46,20 @@ pub(super) async fn run(config: WrapConfig) -> Result<u8, Error> {
         }
         None => None,
     };
-    let (procs, pid) = Supervised::start(config.child.clone(), config.signal_group)?;
+    let (mut procs, pid) = Supervised::start(config.child.clone(), config.signal_group)?;
     let served = match front {
         Some((listener, front, extra, probe)) => {
             tokio::spawn(probe.run(lifecycle.clone(), front.answered.clone()));
-            Some(fronts::start_fronts(listener, front, extra)?)
+            match fronts::start_fronts(listener, front, extra) {
+                Ok(served) => Some(served),
+                Err(e) => {
+                    // No front (no thread could start): the child must not
+                    // outlive us unsupervised, holding its port.
+                    procs.signal_leftovers(Some(pid), libc::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    return Err(e);
+                }
+            }
         }
         None => {
             // Without a front there is no readiness to probe: a running

@@ -146,12 +146,12 @@ pub(crate) fn parse(text: &str) -> Result<i32, String> {
         rest.strip_prefix('+')
             .map_or(Ok(0), str::parse::<i32>)
             .ok()
-            .map(|n| min + n)
+            .and_then(|n| min.checked_add(n))
     } else if let Some(rest) = bare.strip_prefix("RTMAX") {
         rest.strip_prefix('-')
             .map_or(Ok(0), str::parse::<i32>)
             .ok()
-            .map(|n| max - n)
+            .and_then(|n| max.checked_sub(n))
     } else {
         format!("SIG{bare}")
             .parse::<nix::sys::signal::Signal>()
@@ -230,7 +230,18 @@ mod tests {
         ] {
             assert_eq!(parse(text), Ok(sig), "{text}");
         }
-        for bad in ["KILL", "9", "STOP", "nope", "0", "200", "RTMIN+x", ""] {
+        for bad in [
+            "KILL",
+            "9",
+            "STOP",
+            "nope",
+            "0",
+            "200",
+            "RTMIN+x",
+            "",
+            "RTMIN+2147483647",
+            "RTMAX-2147483647",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

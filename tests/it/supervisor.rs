@@ -864,6 +864,32 @@ fn bad_flags_exit_2_with_one_line_message() {
             "uncatchable stop signal",
             vec!["--no-proxy", "--stop-signal", "KILL"],
         ),
+        (
+            "a stop signal past the real-time ones",
+            vec!["--no-proxy", "--stop-signal", "RTMIN+2147483647"],
+        ),
+        (
+            "a delay past a year",
+            vec!["--no-proxy", "--drain-delay", "9999999999999999999"],
+        ),
+        ("no keep-alive timer", vec!["--keep-alive", "0"]),
+        (
+            "a request timeout under 100 ms",
+            vec!["--request-timeout", "5ms"],
+        ),
+        ("no stream idle timer", vec!["--stream-idle-timeout", "0"]),
+        (
+            "too many connections",
+            vec!["--max-connections", "99999999999"],
+        ),
+        (
+            "a health path with a query",
+            vec!["--health-path", "/health?x=1"],
+        ),
+        (
+            "a health path with a space",
+            vec!["--health-path", "/he alth"],
+        ),
     ];
     for (what, flags) in cases {
         let mut r = Init::new().args(&flags).command(child).run(secs(10));

@@ -121,7 +121,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
 fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
     match e {
         rustls_pki_types::pem::Error::Io(e) => format!("cannot read it: {e}"),
-        other => format!("not valid PEM: {other:?}"),
+        other => format!("not valid PEM: {other}"),
     }
 }
 
