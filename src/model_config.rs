@@ -67,8 +67,12 @@ impl Health {
     /// gives up on the instance: initial delay + threshold x period (the
     /// platform's defaults where a value is missing).
     pub fn patience_seconds(&self) -> u64 {
-        self.initial_delay_seconds.unwrap_or(0)
-            + self.failure_threshold.unwrap_or(3) * self.period_seconds.unwrap_or(10)
+        // Saturating: the numbers come from the file, any u64.
+        self.initial_delay_seconds.unwrap_or(0).saturating_add(
+            self.failure_threshold
+                .unwrap_or(3)
+                .saturating_mul(self.period_seconds.unwrap_or(10)),
+        )
     }
 }
 
@@ -145,7 +149,9 @@ impl ModelConfig {
     pub fn parse(text: &str) -> Result<ModelConfig, String> {
         let de = &mut serde_json::Deserializer::from_str(text);
         let config: ModelConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            // A key may hold any character, "\n" included: escaped, so that
+            // the error stays one line (found by fuzz/model_config).
+            let path = e.path().to_string().escape_debug().to_string();
             let inner = e.into_inner();
             // serde_json appends "at line L column C"; keep it, it helps.
             if path == "." {
@@ -247,6 +253,26 @@ mod tests {
         .unwrap();
         assert_eq!(c.health.as_ref().unwrap().patience_seconds(), 20);
         assert_eq!(c.apis[0].url, "/");
+    }
+
+    #[test]
+    fn patience_saturates_instead_of_overflowing() {
+        let c = ModelConfig::parse(
+            r#"{"health":{"url":"/h","initial_delay_seconds":18446744073709551615,
+                "period_seconds":4294967296,"failure_threshold":4294967296}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.health.unwrap().patience_seconds(), u64::MAX);
+    }
+
+    #[test]
+    fn an_error_stays_one_line_whatever_the_keys_hold() {
+        // fuzz/model_config's first finding: a key with a newline in the
+        // field path of the error.
+        let e = ModelConfig::parse("{\"model_algou\\nuH\\nurl\":\n \tn\\n\\n}").unwrap_err();
+        assert!(!e.contains('\n'), "{e:?}");
+        let e = ModelConfig::parse(r#"{"health":{"url":"/h","a\nb":nope}}"#).unwrap_err();
+        assert!(e.starts_with(r"health.a\nb: "), "{e}");
     }
 
     #[test]

@@ -49,3 +49,7 @@ mod packaging;
 mod mnist;
 
 mod terminal;
+
+mod chaos;
+
+mod docs;
