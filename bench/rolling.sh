@@ -1,46 +1,73 @@
 #!/usr/bin/env bash
-# bench/rolling.sh: what the adaptive drain (--drain-quiet-period) saves in a
-# rolling upgrade, next to R8's fixed delay, in one run.
+# bench/rolling.sh: a rolling upgrade behind a real load balancer, the claim
+# "modelarts-init loses no request; tini + gunicorn and the hand-written
+# run.sh lose some" shown by measurement, in ONE run, mode after mode:
 #
-# One instance: modelarts-init -- gunicorn -k gevent -w 2 (the example
-# app), in two modes, one after the other:
-#   fixed  --drain-delay 60s (R8's default)
-#   quiet  --drain-delay 60s --drain-quiet-period 3s --drain-min 5s
-# A client loop sends GET / every 50 ms through the instance, and a
-# balancer stand-in probes GET /health every 1 s: after 3 failures in a
-# row (HAProxy's fall 3, as a platform's balancer does) it takes the
-# instance out and the client stops sending to it, as traffic moves to the
-# other replicas. SIGTERM comes 2 s into the load.
+#   init   modelarts-init --drain-delay 5s --stop-timeout 5s -- gunicorn ...
+#   tini   tini -s -- gunicorn ...                    (gunicorn on the slot port)
+#   runsh  tini -s -- bash bench/seed-run.sh gunicorn ...  (the run.sh of the
+#          ModelArts page: trap TERM, sleep 5 s, kill -15, wait)
+#   mnist  modelarts-init mnist --drain-delay 5s --stop-timeout 5s
 #
-# Printed per mode: when the balancer took the instance out, when the
-# child got its stop signal (modelarts-init's log, elapsed_ms after the
-# SIGTERM), when the instance exited (the time this replica's step of a
-# rolling upgrade takes), and the failed requests (any answer but 200, or
-# none) out of those sent. Then the quiet mode's time as a share of the
-# fixed one. Expected: fixed about 60 s, quiet about max(5 s, out + 3 s),
-# zero failed in both. The exit status says whether the benchmark ran.
+# gunicorn is `-k gevent -w 2 --keep-alive 200` serving examples/gunicorn-app
+# with a GET /health route (bench/rolling_app.py: what a user without
+# modelarts-init adds for the balancer), so every mode faces the same
+# balancer with the same app. The balancer is HAProxy (Debian's), as a
+# platform's: active `GET /health` checks every 1 s, fall 3, rise 2, check
+# timeout 5 s, round robin over three replica slots r1 r2 r3, HAProxy's
+# defaults otherwise (retries 3 on the same server, no redispatch,
+# keep-alive on both sides). The shortened drain (5 s) still covers the
+# balancer's 3 s to notice a failing /health; the real defaults (60 s, 25 s)
+# only make it slower.
 #
-# Needs curl (installed with apt-get as root when missing). Builds
-# target/release/modelarts-init ($CARGO_TARGET_DIR if set; BENCH_BIN=...
-# for another build) if absent, never rebuilds it. The Python side
-# (gunicorn, gevent, Flask) lives in $BENCH_VENV (default
+# Each mode: r1 and r2 run and are UP, r3 is DOWN (empty); wrk (2 threads,
+# BENCH_CONNS=16 connections, GET /; mnist: POST / with a photo, as
+# bench/mnist.sh) runs BENCH_DURATION=20 s through the balancer; at t=1 s the
+# replacement r3 starts; once it is UP (and not before t=6 s) r1 gets SIGTERM,
+# at t=12 s r2 gets SIGTERM. 0.5 s before each SIGTERM, BENCH_SLOW=4 slow
+# requests (GET /slow?s=1.5, pinned to that replica by an `x-replica`
+# header) are started: they are in flight when the SIGTERM comes.
+#
+# Printed per mode: failed requests (wrk's non-2xx and socket errors) out of
+# wrk's total, the balancer's own count of 5xx answers by status, and the
+# slow requests that got 200. A per-second log (the balancer's request log:
+# requests/s per replica, errors/s) goes to <out>/<mode>/persec.tsv, and
+# bench/rolling_plot.py draws docs/rolling-upgrade.png from it: one panel
+# per mode, the SIGTERMs (dashed) and the child's stop signal (dotted) as
+# lines. The exit status says whether the benchmark ran, not who lost what.
+#
+# Needs root only to install what is missing (apt-get: haproxy, wrk, curl,
+# tini). Builds target/release/modelarts-init{,-mnist} ($CARGO_TARGET_DIR if
+# set) if absent, never rebuilds them. The Python side (gunicorn, gevent,
+# Flask, matplotlib) lives in the bench venv $BENCH_VENV (default
 # <repo>/../venv-bench), made from examples/gunicorn-app/requirements.txt
-# if missing. Raw logs go to bench/out/rolling-<UTC time>/ (gitignored).
+# and bench/requirements.txt if missing. Raw outputs go to
+# bench/out/rolling-<UTC time>/ (gitignored). Everything started is stopped
+# on exit.
 #
-# Knobs: BENCH_MODES ("fixed quiet"), BENCH_DELAY (60), BENCH_QUIET (3),
-# BENCH_MIN (5), BENCH_PORT_BASE (18480).
+# Knobs: BENCH_MODES ("init tini runsh mnist"), BENCH_DURATION (20),
+# BENCH_CONNS (16), BENCH_DRAIN (5), BENCH_STOP (5), BENCH_SLOW (4),
+# BENCH_WORKERS (2), BENCH_PORT_BASE (18380), BENCH_IMAGE (the mnist photo,
+# examples/images/seven.jpg), BENCH_PNG (docs/rolling-upgrade.png; empty:
+# only in the output folder).
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 ROOT=$PWD
 
-read -r -a MODES <<<"${BENCH_MODES:-fixed quiet}"
-DELAY=${BENCH_DELAY:-60}
-QUIET=${BENCH_QUIET:-3}
-MIN=${BENCH_MIN:-5}
-PORT_BASE=${BENCH_PORT_BASE:-18480}
+read -r -a MODES <<<"${BENCH_MODES:-init tini runsh mnist}"
+DURATION=${BENCH_DURATION:-20}
+CONNS=${BENCH_CONNS:-16}
+DRAIN=${BENCH_DRAIN:-5}
+STOP=${BENCH_STOP:-5}
+SLOW=${BENCH_SLOW:-4}
+WORKERS=${BENCH_WORKERS:-2}
+PORT_BASE=${BENCH_PORT_BASE:-18380}
+IMAGE=$(readlink -f "${BENCH_IMAGE:-$ROOT/examples/images/seven.jpg}")
+PNG=${BENCH_PNG-$ROOT/docs/rolling-upgrade.png}
 VENV=${BENCH_VENV:-$(dirname "$ROOT")/venv-bench}
-BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/modelarts-init}
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/modelarts-init
+MBIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/modelarts-init-mnist
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=$ROOT/bench/out/rolling-$STAMP
 mkdir -p "$OUT"
@@ -48,78 +75,195 @@ mkdir -p "$OUT"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-need_tools curl
-build_if_absent release "$BIN"
-need_venv "$VENV" "flask, gevent, gunicorn" "$ROOT/examples/gunicorn-app/requirements.txt"
+need_tools haproxy wrk curl tini
+build_if_absent release "$BIN" "$MBIN" -- --bins
+if ! "$VENV/bin/python" -c 'import flask, gevent, gunicorn, matplotlib' 2>/dev/null; then
+    echo "setting up the bench venv $VENV" >&2
+    [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check \
+        -r "$ROOT/examples/gunicorn-app/requirements.txt" -r "$ROOT/bench/requirements.txt" >&2
+fi
 stop_started_on_exit
 
 now() { date +%s.%N; }
+# event KIND SLOT: a line "<epoch> KIND SLOT" in the mode's events.tsv.
+event() { echo "$(now) $1 ${2:-}" >>"$MD/events.tsv"; }
+# sleep_until T: sleeps until T seconds after the load started.
+sleep_until() { sleep "$(calc 'a + b - c > 0 ? a + b - c : 0' "$T0" "$1" "$(now)")"; }
 
-say "adaptive drain vs R8's fixed delay: one instance, a client that leaves when the balancer takes it out"
-say "  date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
-say "  binary: $BIN"
-say ""
-say "$(printf '%-6s %-58s %9s %9s %9s %13s' mode flags out_s child_s exit_s failed/sent)"
+# start_replica SLOT: starts this mode's replica on the slot's port.
+start_replica() {
+    local slot=$1 port=${PORT[$1]} up=${UPSTREAM[$1]}
+    local g=("$VENV/bin/gunicorn" --chdir "$ROOT/examples/gunicorn-app" --pythonpath "$ROOT/bench"
+        -k gevent -w "$WORKERS" --keep-alive 200 --no-control-socket)
+    case $MODE in
+    init) exec "$BIN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$up" --drain-delay "${DRAIN}s" \
+        --stop-timeout "${STOP}s" -- "${g[@]}" -b "127.0.0.1:$up" rolling_app:app ;;
+    tini) exec tini -s -- "${g[@]}" -b "127.0.0.1:$port" rolling_app:app ;;
+    runsh) SEED_SLEEP=$DRAIN exec tini -s -- bash "$ROOT/bench/seed-run.sh" "${g[@]}" -b "127.0.0.1:$port" rolling_app:app ;;
+    mnist) exec "$BIN" mnist --listen "127.0.0.1:$port" --drain-delay "${DRAIN}s" --stop-timeout "${STOP}s" ;;
+    esac >"$MD/$slot.log" 2>&1 & # each arm execs: $! is the replica itself
+    PID[$slot]=$!
+    stop_later "${PID[$slot]}" 2
+    event start "$slot"
+    local p=${PID[$slot]} events=$MD/events.tsv
+    (while kill -0 "$p" 2>/dev/null; do sleep 0.05; done; echo "$(now) exit $slot" >>"$events") &
+}
 
-declare -A EXIT_S
-for mode in "${MODES[@]}"; do
-    MD=$OUT/$mode
+# lb_states: "r1 UP" ... from HAProxy's stats CSV (field 18 is the status).
+lb_states() { curl -s -m 1 "http://127.0.0.1:$STATS/stats;csv" | awk -F, '$1 == "bk" && $2 ~ /^r/ { print $2, $18 }'; }
+# wait_lb "r1 UP" ... SECONDS: until every given slot has that status.
+wait_lb() {
+    local want=("${@:1:$#-1}") s ok
+    for _ in $(seq $((${*: -1} * 10))); do
+        s=$(lb_states) ok=yes
+        for w in "${want[@]}"; do grep -qx "$w" <<<"$s" || ok=no; done
+        [[ $ok == yes ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+# lb_watch: logs each change of a slot's status as "lb-UP r1" and the like.
+lb_watch() {
+    local before="" s
+    while :; do
+        s=$(lb_states | sed 's/ \([A-Z]*\).*/ \1/')
+        if [[ $s != "$before" ]]; then
+            diff <(echo "$before") <(echo "$s") | sed -n 's/^> \(r[0-9]\) \(.*\)/lb-\2 \1/p' |
+                while read -r k slot; do event "$k" "$slot"; done
+            before=$s
+        fi
+        sleep 0.2
+    done
+}
+
+# slow_requests SLOT: BENCH_SLOW slow requests pinned to SLOT, in the background.
+slow_requests() {
+    local i
+    for i in $(seq "$SLOW"); do
+        (code=$(curl -s -o /dev/null -m 30 -w '%{http_code}' -H "x-replica: $1" \
+            "http://127.0.0.1:$LB/slow?s=1.5") || true
+            echo "$1 ${code:-000}" >>"$MD/slow.txt") &
+        SLOWPIDS+=($!)
+    done
+}
+
+haproxy_cfg() {
+    cat <<EOF
+global
+    log stdout format raw local0 info
+    maxconn 4096
+defaults
+    mode http
+    log global
+    log-format "%Ts.%ms %s %ST %Tt %tsc %{+Q}r"
+    timeout connect 5s
+    timeout client 200s
+    timeout server 60s
+    timeout http-keep-alive 200s
+    timeout check 5s
+frontend fe
+    bind 127.0.0.1:$LB
+    default_backend bk
+backend bk
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+    default-server inter 1s fall 3 rise 2
+$(for s in r1 r2 r3; do echo "    use-server $s if { req.hdr(x-replica) -m str $s }"; done)
+$(for s in r1 r2 r3; do echo "    server $s 127.0.0.1:${PORT[$s]} check"; done)
+listen stats
+    bind 127.0.0.1:$STATS
+    stats enable
+    stats uri /stats
+EOF
+}
+
+# run_mode MODE: one rolling upgrade; its line goes to results.tsv.
+run_mode() {
+    MODE=$1 MD=$OUT/$1
     mkdir -p "$MD"
-    LISTEN=$(next_port "$PORT_BASE")
-    UP=$(next_port $((LISTEN + 1)))
-    flags=(--drain-delay "${DELAY}s" --stop-timeout 10s)
-    [[ $mode == quiet ]] && flags+=(--drain-quiet-period "${QUIET}s" --drain-min "${MIN}s")
-    "$BIN" --listen "127.0.0.1:$LISTEN" --upstream "127.0.0.1:$UP" "${flags[@]}" -- \
-        "$VENV/bin/gunicorn" --chdir "$ROOT/examples/gunicorn-app" -k gevent -w 2 --keep-alive 200 \
-        --no-control-socket -b "127.0.0.1:$UP" app:app >"$MD/modelarts-init.log" 2>&1 &
-    PID=$!
-    stop_later "$PID" 15
-    wait_http "http://127.0.0.1:$LISTEN/health" '"health": *"true"' 60 ||
-        { cat "$MD/modelarts-init.log" >&2; die "$mode: not healthy"; }
+    declare -gA PORT UPSTREAM PID
+    local p=$PORT_BASE s
+    for s in r1 r2 r3; do
+        PORT[$s]=$(next_port "$p") && p=$((PORT[$s] + 1))
+        UPSTREAM[$s]=$(next_port "$p") && p=$((UPSTREAM[$s] + 1))
+    done
+    LB=$(next_port "$p") && STATS=$(next_port $((LB + 1)))
+    haproxy_cfg >"$MD/haproxy.cfg"
+    SLOWPIDS=()
+    : >"$MD/slow.txt"
+    start_replica r1
+    start_replica r2
+    for s in r1 r2; do
+        wait_http "http://127.0.0.1:${PORT[$s]}/health" '"health": *"true"' 60 ||
+            { cat "$MD/$s.log" >&2; die "$MODE: $s did not become healthy"; }
+    done
+    haproxy -db -f "$MD/haproxy.cfg" >"$MD/haproxy.log" 2>&1 &
+    stop_later $!
+    wait_lb "r1 UP" "r2 UP" "r3 DOWN" 30 || die "$MODE: HAProxy never saw r1, r2 UP and r3 DOWN: $(lb_states | tr '\n' ' ')"
+    lb_watch &
+    stop_later $!
 
-    # The balancer stand-in: probes /health every 1 s; 3 failures in a row
-    # and the instance is out (the file "out" says when).
-    (
-        fails=0
-        while kill -0 "$PID" 2>/dev/null; do
-            code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$LISTEN/health" || true)
-            if [[ $code == 200 ]]; then fails=0; else fails=$((fails + 1)); fi
-            if ((fails >= 3)) && [[ ! -e $MD/out ]]; then now >"$MD/out"; fi
-            sleep 1
-        done
-    ) &
-    # The client: GET / every 50 ms while the balancer sends here.
-    (
-        while kill -0 "$PID" 2>/dev/null && [[ ! -e $MD/out ]]; do
-            code=$(curl -s -o /dev/null -m 30 -w '%{http_code}' "http://127.0.0.1:$LISTEN/" || true)
-            echo "$code" >>"$MD/client.txt"
-            sleep 0.05
-        done
-    ) &
-    CLIENT=$!
-    sleep 2
-    TERM_AT=$(now)
-    kill -TERM "$PID"
-    wait "$PID" || true
-    EXITED=$(now)
-    wait "$CLIENT" || true
-    sent=$(wc -l <"$MD/client.txt")
-    failed=$(grep -cvx 200 "$MD/client.txt" || true)
-    child_ms=$(grep -m1 'stop signal to child' "$MD/modelarts-init.log" | sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p')
-    out_s=$([[ -e $MD/out ]] && calc 'a - b' "$(cat "$MD/out")" "$TERM_AT" || echo -1)
-    exit_s=$(calc 'a - b' "$EXITED" "$TERM_AT")
-    EXIT_S[$mode]=$exit_s
-    say "$(printf '%-6s %-58s %9.1f %9.1f %9.1f %13s' "$mode" "${flags[*]}" "$out_s" "$(calc 'a / 1000' "${child_ms:--1000}")" \
-        "$exit_s" "$failed/$sent")"
-    grep -m1 'drain delay ended early' "$MD/modelarts-init.log" | sed 's/^/         log: /' | tee -a "$OUT/summary.txt" || true
+    local wrk=(wrk -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s --latency)
+    [[ $MODE == mnist ]] && wrk+=(-s "$ROOT/bench/mnist-multipart.lua")
+    T0=$(now)
+    event load-start
+    BENCH_IMAGE=$IMAGE BENCH_EXPECT=7 "${wrk[@]}" "http://127.0.0.1:$LB/" >"$MD/wrk.txt" 2>&1 &
+    local wrk_pid=$!
+    sleep_until 1
+    start_replica r3
+    wait_lb "r3 UP" 15 || say "$MODE: r3 not UP within 15 s: $(lb_states | tr '\n' ' ')"
+    local t=6 slot
+    for slot in r1 r2; do
+        sleep_until "$(calc 'a - 0.5' "$t")"
+        [[ $MODE == mnist ]] || slow_requests "$slot"
+        sleep_until "$t"
+        kill -TERM "${PID[$slot]}"
+        event sigterm "$slot"
+        t=$((t + 6))
+    done
+    wait "$wrk_pid" || true
+    event load-end
+    ((${#SLOWPIDS[@]})) && wait "${SLOWPIDS[@]}"
+    # the stopped replicas had their drain + stop timeout to finish
+    for slot in r1 r2; do
+        for _ in $(seq $(((DRAIN + STOP + 5) * 10))); do kill -0 "${PID[$slot]}" 2>/dev/null || break; sleep 0.1; done
+    done
     stop_started
-done
 
-if [[ -n ${EXIT_S[fixed]:-} && -n ${EXIT_S[quiet]:-} ]]; then
-    say ""
-    say "$(printf 'quiet / fixed time from SIGTERM to exit: %.3f (%.1f s instead of %.1f s)' \
-        "$(calc 'a / b' "${EXIT_S[quiet]}" "${EXIT_S[fixed]}")" "${EXIT_S[quiet]}" "${EXIT_S[fixed]}")"
+    local rps p50 p99 non se req bytes wrong slow_ok slow_n lb5xx
+    read -r rps p50 p99 non se req bytes wrong <<<"$(wrk_summary "$MD/wrk.txt")"
+    slow_ok=$(awk '$2 == 200' "$MD/slow.txt" | wc -l)
+    slow_n=$(wc -l <"$MD/slow.txt")
+    lb5xx=$(awk '$1 ~ /^[0-9]+\.[0-9]+$/ && ($3 >= 500 || $3 < 0) { n[$3]++ }
+        END { for (k in n) printf "%s%s x%d", (c++ ? ", " : ""), k, n[k]; if (!c) printf "none" }' "$MD/haproxy.log")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$MODE" "$req" "$((non + se))" "$non" "$se" \
+        "$slow_ok" "$slow_n" "$lb5xx" "$wrong" >>"$OUT/results.tsv"
+    say "$(printf '  %-6s %6s requests, %5s failed (%s non-2xx, %s socket errors); slow requests at SIGTERM: %s of %s got 200; balancer 5xx: %s%s' \
+        "$MODE" "$req" "$((non + se))" "$non" "$se" "$slow_ok" "$slow_n" "$lb5xx" \
+        "$([[ $MODE == mnist ]] && echo "; wrong digits: $wrong")")"
+}
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -r), $(nproc) CPUs; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "haproxy: $(haproxy -v | head -1 | awk '{ print $3 }'); wrk: $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), t=2 c=$CONNS ${DURATION}s; tini: $(tini --version | awk '{ print $3 }')"
+    echo "modelarts-init: $BIN ($(sha256sum "$BIN" | cut -c1-12)), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "gunicorn -k gevent -w $WORKERS --keep-alive 200; drain ${DRAIN}s, stop timeout ${STOP}s (init, mnist), sleep ${DRAIN}s (runsh)"
+} | while IFS= read -r l; do say "$l"; done
+printf 'mode\trequests\tfailed\tnon2xx\tsocket_errors\tslow_ok\tslow_sent\tbalancer_5xx\twrong\n' >"$OUT/results.tsv"
+say "rolling upgrade, 3 slots, r3 started, r1 and r2 SIGTERMed in turn:"
+S0=$(sys_busy) W0=$(date +%s)
+for m in "${MODES[@]}"; do run_mode "$m"; done
+other=$(calc 'a / b / c * 100' "$(($(sys_busy) - S0))" "$(getconf CLK_TCK)" "$(($(date +%s) - W0))")
+say "$(printf 'machine busy: %.0f%% of one core on average over the run (this bench and everything else: other sessions, builds)' "$other")"
+cargo_running && say "note: a cargo/rustc build was running at the end of the run"
+
+"$VENV/bin/python" "$ROOT/bench/rolling_plot.py" "$OUT" "$OUT/rolling-upgrade.png" | while IFS= read -r l; do say "$l"; done
+if [[ -n $PNG ]]; then
+    mkdir -p "$(dirname "$PNG")"
+    cp "$OUT/rolling-upgrade.png" "$PNG"
+    say "picture: ${PNG#"$ROOT"/}"
 fi
-say "(out_s: the balancer stand-in took the instance out; child_s: the child's stop signal; exit_s: the"
-say " instance exited; all in seconds after SIGTERM)"
 say "raw results: ${OUT#"$ROOT"/}/"

@@ -21,6 +21,8 @@
 //! - [`modes`]: the wiring that runs each mode to its end.
 //! - [`imaging`]: decoding and preprocessing for the mnist server (the
 //!   init never calls it, so the linker drops it from the init).
+//! - `fuzzing` (hidden): re-exports for the cargo fuzz targets in `fuzz/`
+//!   of items that are otherwise `pub(crate)`.
 //!
 //! The mnist server is a second binary, `modelarts-init-mnist` (its code is
 //! in `src/mnist/`, on top of this library); see [`exec_mnist`].
@@ -28,6 +30,8 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod imaging;
 pub mod lifecycle;

@@ -67,8 +67,12 @@ impl Health {
     /// gives up on the instance: initial delay + threshold x period (the
     /// platform's defaults where a value is missing).
     pub fn patience_seconds(&self) -> u64 {
-        self.initial_delay_seconds.unwrap_or(0)
-            + self.failure_threshold.unwrap_or(3) * self.period_seconds.unwrap_or(10)
+        // Saturating: the numbers come from the file, any u64.
+        self.initial_delay_seconds.unwrap_or(0).saturating_add(
+            self.failure_threshold
+                .unwrap_or(3)
+                .saturating_mul(self.period_seconds.unwrap_or(10)),
+        )
     }
 
     /// How long the platform takes to see a failing instance: threshold x
@@ -122,21 +126,19 @@ impl fmt::Display for Protocol {
 /// A whole number, given as a number or as a string of digits (the older
 /// format writes `"initial_delay_seconds": "30"`).
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrText {
-        Num(u64),
-        Text(String),
-    }
-    match Option::<NumOrText>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumOrText::Num(n)) => Ok(Some(n)),
-        Some(NumOrText::Text(t)) => {
-            t.trim().parse().map(Some).map_err(|_| {
-                serde::de::Error::custom(format!("expected a whole number, got {t:?}"))
-            })
-        }
-    }
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    let number = match &value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(t)) => t.trim().parse().ok(),
+        Some(_) => None,
+    };
+    number.map(Some).ok_or_else(|| {
+        let got = value.map_or_else(String::new, |v| v.to_string());
+        serde::de::Error::custom(format!(
+            "expected a whole number of 0 or more (or a string of digits), got {got}"
+        ))
+    })
 }
 
 impl ModelConfig {
@@ -155,7 +157,9 @@ impl ModelConfig {
     pub fn parse(text: &str) -> Result<ModelConfig, String> {
         let de = &mut serde_json::Deserializer::from_str(text);
         let config: ModelConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            // A key may hold any character, "\n" included: escaped, so that
+            // the error stays one line (found by fuzz/model_config).
+            let path = e.path().to_string().escape_debug().to_string();
             let inner = e.into_inner();
             // serde_json appends "at line L column C"; keep it, it helps.
             if path == "." {
@@ -261,6 +265,26 @@ mod tests {
     }
 
     #[test]
+    fn patience_saturates_instead_of_overflowing() {
+        let c = ModelConfig::parse(
+            r#"{"health":{"url":"/h","initial_delay_seconds":18446744073709551615,
+                "period_seconds":4294967296,"failure_threshold":4294967296}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.health.unwrap().patience_seconds(), u64::MAX);
+    }
+
+    #[test]
+    fn an_error_stays_one_line_whatever_the_keys_hold() {
+        // fuzz/model_config's first finding: a key with a newline in the
+        // field path of the error.
+        let e = ModelConfig::parse("{\"model_algou\\nuH\\nurl\":\n \tn\\n\\n}").unwrap_err();
+        assert!(!e.contains('\n'), "{e:?}");
+        let e = ModelConfig::parse(r#"{"health":{"url":"/h","a\nb":nope}}"#).unwrap_err();
+        assert!(e.starts_with(r"health.a\nb: "), "{e}");
+    }
+
+    #[test]
     fn https_or_wss_asks_for_tls() {
         let c = ModelConfig::parse(r#"{"health":{"url":"/h","protocol":"HTTPS"}}"#).unwrap();
         assert_eq!(c.wants_tls().as_deref(), Some("health.protocol (https)"));
@@ -272,8 +296,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = ModelConfig::parse(r#"{"health":{"url":"/h","period_seconds":true}}"#).unwrap_err();
-        assert!(e.starts_with("health.period_seconds:"), "{e}");
+        for (bad, shown) in [
+            ("true", "true"),
+            ("-5", "-5"),
+            ("2.5", "2.5"),
+            (r#""x""#, r#""x""#),
+        ] {
+            let e = ModelConfig::parse(&format!(
+                r#"{{"health":{{"url":"/h","period_seconds":{bad}}}}}"#
+            ))
+            .unwrap_err();
+            assert!(e.starts_with("health.period_seconds:"), "{e}");
+            assert!(
+                e.contains(&format!(
+                    "expected a whole number of 0 or more (or a string of digits), got {shown}"
+                )),
+                "{e}"
+            );
+        }
+        let c = ModelConfig::parse(r#"{"health":{"url":"/h","period_seconds":"30"}}"#).unwrap();
+        assert_eq!(c.health.unwrap().period_seconds, Some(30));
         let e = ModelConfig::parse(r#"{"health":{"url":"h"}}"#).unwrap_err();
         assert!(e.starts_with("health.url:"), "{e}");
         let e = ModelConfig::parse(r#"{"health":{"url":"/h","protocol":"gopher"}}"#).unwrap_err();

@@ -38,7 +38,7 @@ fn proxy_threads_share_the_port_and_the_drain() {
             "--drain-delay",
             "2s",
             "--stop-timeout",
-            "2s",
+            "5s", // gunicorn's ~1.5 s to stop, with room on a loaded machine
         ],
         &[],
     );

@@ -55,3 +55,7 @@ mod packaging;
 mod mnist;
 
 mod terminal;
+
+mod chaos;
+
+mod docs;

@@ -11,9 +11,10 @@ modelarts-init/...) are answered but not recorded.
 """
 
 import os
-import socket
 import sys
 import threading
+
+from tcp_server import serve_forever
 
 DIR = sys.argv[1]
 LOCK = threading.Lock()
@@ -79,13 +80,7 @@ def serve(conn):
 
 
 def main():
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", int(os.environ["PORT"])))
-    s.listen(64)
-    while True:
-        conn, _ = s.accept()
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    serve_forever(serve, backlog=64)
 
 
 if __name__ == "__main__":
