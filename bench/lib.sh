@@ -187,6 +187,20 @@ stop_started_on_exit() {
     trap 'exit 130' INT TERM
 }
 
+# --- Python --------------------------------------------------------------
+# need_venv DIR IMPORTS REQUIREMENTS...: unless `import IMPORTS` (e.g.
+# "flask, gunicorn") works in the venv DIR, makes it (if missing) and pip
+# installs the requirements files into it.
+need_venv() {
+    local venv=$1 imports=$2 r reqs=()
+    shift 2
+    "$venv/bin/python" -c "import $imports" 2>/dev/null && return 0
+    echo "setting up the Python venv $venv" >&2
+    [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+    for r in "$@"; do reqs+=(-r "$r"); done
+    "$venv/bin/pip" install -q --disable-pip-version-check "${reqs[@]}" >&2
+}
+
 # The common head of an nginx config for a benchmark (after need_tools
 # nginx and NGINX=its path): $1 = prefix dir, $2 = worker count; prints the
 # lines up to the open "http {" block, to which the caller adds its server
@@ -211,5 +225,3 @@ nginx_head() {
         "$NGINX" -V 2>&1 | grep -q -- "--without-http_${t}_module" || echo "  ${t}_temp_path $dir/tmp/$t;"
     done
 }
-
-

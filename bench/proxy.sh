@@ -12,6 +12,10 @@
 #                   upstream, with upstream keep-alive (keepalive 64,
 #                   HTTP/1.1, Connection ""), and X-Forwarded-For/-Proto set
 #                   like modelarts-init sets them, so both do the same work
+#   mi-metrics      modelarts-init as above on 127.0.0.1:D, with
+#                   --metrics-path /metrics (every request counted): what
+#                   the metrics cost, next to modelarts-init without them
+#                   (BENCH_METRICS=0 leaves it out)
 # and the same three again at c=1 (wrk -c1 -t1): the latency a proxy adds
 # to one request when nothing queues.
 #
@@ -41,6 +45,7 @@
 #   throughput modelarts-init / nginx-proxy at c=64   target >= 1.2, must >= 0.9
 #   p99 at c=64 and the added p50/p99 at c=1          printed, compared
 #   every answer 2xx                                  must
+#   throughput mi-metrics / modelarts-init at c=64    must >= 0.97
 # Because req/s on a shared 2-core machine moves with whatever else runs
 # (other% column; a WARNING is printed above 25%), each layout also prints
 # a CPU-normalised ratio: the servers' CPU per request (plus wrk's when it
@@ -99,11 +104,13 @@ TCK=$(getconf CLK_TCK)
 PORT_A=$(next_port "$PORT_BASE")
 PORT_B=$(next_port $((PORT_A + 1)))
 PORT_C=$(next_port $((PORT_B + 1)))
+PORT_D=$(next_port $((PORT_C + 1)))
 
 mkdir -p "$OUT/www"
 head -c 1024 /dev/zero | tr '\0' 'x' >"$OUT/www/1k"
 
 PIDS_MI=()
+PID_MM=
 PID_UP=
 PID_NP=
 # Stopped on exit and after each layout (stop_started): modelarts-init
@@ -164,6 +171,14 @@ start_servers() { # layout srv_cpus
     wait_http "http://127.0.0.1:$PORT_B/health" '"health": *"true"' 30 ||
         { cat "$OUT/$layout/modelarts-init.log" >&2; die "modelarts-init did not become healthy"; }
     wait_http "http://127.0.0.1:$PORT_B/1k" xxxx 10 || die "modelarts-init does not proxy /1k"
+    [[ ${BENCH_METRICS:-1} == 0 ]] && return 0
+    taskset -c "$cpus" "$BIN" --listen "127.0.0.1:$PORT_D" --upstream "127.0.0.1:$PORT_A" --metrics-path /metrics \
+        --proxy-threads "${BENCH_MI_THREADS:-$workers}" --drain-delay 0s --stop-timeout 2s -- sleep 1000 >"$OUT/$layout/mi-metrics.log" 2>&1 &
+    PID_MM=$!
+    stop_later "$PID_MM" 5
+    wait_http "http://127.0.0.1:$PORT_D/health" '"health": *"true"' 30 ||
+        { cat "$OUT/$layout/mi-metrics.log" >&2; die "modelarts-init --metrics-path did not become healthy"; }
+    wait_http "http://127.0.0.1:$PORT_D/metrics" modelarts_init_state 10 || die "modelarts-init serves no /metrics"
 }
 
 # CPU clock ticks (user + system) of the given pids, whole thread groups.
@@ -190,6 +205,7 @@ run_one() {
     local proxy_pids=() up_pids
     case $target in
     modelarts-init) proxy_pids=("${PIDS_MI[0]}") ;;
+    mi-metrics) proxy_pids=("$PID_MM") ;;
     nginx-proxy) read -r -a proxy_pids <<<"$(nginx_pids "$PID_NP")" ;;
     esac
     read -r -a up_pids <<<"$(nginx_pids "$PID_UP")"
@@ -274,7 +290,8 @@ errs() { # layout target conns -> total non2xx/sockerr
 } | tee "$OUT/versions.txt" | while IFS= read -r l; do say "$l"; done
 
 TARGETS=(direct modelarts-init nginx-proxy)
-port_of() { case $1 in direct) echo "$PORT_A" ;; modelarts-init) echo "$PORT_B" ;; nginx-proxy) echo "$PORT_C" ;; esac; }
+[[ ${BENCH_METRICS:-1} == 0 ]] || TARGETS+=(mi-metrics)
+port_of() { case $1 in direct) echo "$PORT_A" ;; modelarts-init) echo "$PORT_B" ;; nginx-proxy) echo "$PORT_C" ;; mi-metrics) echo "$PORT_D" ;; esac; }
 
 RAN_LAYOUTS=()
 for layout in $LAYOUTS; do
@@ -368,12 +385,28 @@ for layout in "${RAN_LAYOUTS[@]}"; do
         [[ $(all_ok "$layout" "$tg" "$c") == yes ]] || okall=no
     done; done
     mi1=$(med "$layout" modelarts-init 1 7); np1=$(med "$layout" nginx-proxy 1 7)
+    if [[ ${BENCH_METRICS:-1} != 0 ]]; then
+        mm=$(med "$layout" mi-metrics "$CONNS" 5)
+        mmratio=$(calc 'b > 0 ? a / b : 0' "$mm" "$mi")
+        mmus=$(med "$layout" mi-metrics "$CONNS" 14)
+        # Per round: the ratio of the two runs next to each other, whose
+        # median moves less with drift than the ratio of two medians.
+        rr=$(awk -F'\t' -v l="$layout" -v c="$CONNS" 'NR > 1 && $1 == l && $3 == c && $2 == "modelarts-init" { a[$4] = $5 }
+            NR > 1 && $1 == l && $3 == c && $2 == "mi-metrics" { b[$4] = $5 }
+            END { for (r in a) if (r in b && a[r] > 0) printf "%.4f\n", b[r] / a[r] }' "$RESULTS" | sort -g |
+            awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+        say "$(printf 'metrics cost c=%d: mi-metrics / modelarts-init = %.3f (median of per-round ratios %.3f; proxy CPU/req %.1f vs %.1f µs, ratio %.3f)' \
+            "$CONNS" "$mmratio" "$rr" "$mmus" "$mius" "$(calc 'b > 0 ? a / b : 0' "$mmus" "$mius")")"
+    fi
     say "TARGETS ($layout):"
     say "  $(grade 'a >= 1.2' "$ratio") target  throughput modelarts-init / nginx-proxy >= 1.2   ($(printf %.3f "$ratio"))"
     say "  $(grade 'a >= 0.9' "$ratio") must    throughput modelarts-init / nginx-proxy >= 0.9   ($(printf %.3f "$ratio"))"
     say "  $(grade 'a <= b' "$mi99" "$np99") compare p99 c=$CONNS modelarts-init <= nginx-proxy   ($(printf '%.3f vs %.3f ms' "$mi99" "$np99"))"
     say "  $(grade 'a <= b' "$mi1" "$np1") compare p99 c=1 modelarts-init <= nginx-proxy    ($(printf '%.3f vs %.3f ms' "$mi1" "$np1"))"
     say "  $([[ $okall == yes ]] && echo PASS || echo FAIL) must    every answer 2xx, no socket errors, in every run"
+    if [[ ${BENCH_METRICS:-1} != 0 ]]; then
+        say "  $(grade 'a >= 0.97' "$rr") must    throughput with --metrics-path / without >= 0.97 (per-round median: $(printf %.3f "$rr"))"
+    fi
 done
 say ""
 say "raw results: ${OUT#"$ROOT"/}/"

@@ -49,7 +49,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the bundled MNIST model on the same HTTP front (R2):
     /// `curl -F images=@seven.jpg :8080/` answers {"mnist_result": 7}.
-    Mnist(MnistArgs),
+    Mnist(Box<MnistArgs>),
     /// Exit 0 if the health URL answers 200, else 1 (for Docker HEALTHCHECK
     /// in images without curl).
     Health(HealthArgs),
@@ -218,6 +218,12 @@ pub struct FrontArgs {
     /// exposed on the API port.
     #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_STATUS_PATH")]
     pub status_path: Option<String>,
+
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
 }
 
 /// Wrap mode's upstream: the child's own HTTP server.
@@ -364,6 +370,75 @@ pub struct TimelineArgs {
     #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = parse_duration,
           env = "MODELARTS_INIT_STOP_TIMEOUT")]
     pub stop_timeout: Duration,
+
+    /// End the drain delay early once no request has arrived for this long
+    /// (health probes and metrics scrapes do not count), but never before
+    /// --drain-min: the balancer has visibly moved on. Default: off, the
+    /// full --drain-delay.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          env = "MODELARTS_INIT_DRAIN_QUIET_PERIOD")]
+    pub drain_quiet_period: Option<Duration>,
+
+    /// With --drain-quiet-period: never end the delay before this much
+    /// after SIGTERM. Default: the time the platform needs to see /health
+    /// fail, config.json's failure_threshold x period_seconds +
+    /// timeout_seconds; else 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          requires = "drain_quiet_period", env = "MODELARTS_INIT_DRAIN_MIN")]
+    pub drain_min: Option<Duration>,
+}
+
+/// What the front tells about the traffic: metrics, liveness, access log.
+#[derive(Debug, Args, Clone)]
+pub struct ObserveArgs {
+    /// Serve Prometheus metrics (OpenMetrics text) at this path: requests
+    /// by route (config.json's apis, else `other`), method and status
+    /// class, latencies, the queue, rejections, upstream errors, the
+    /// lifecycle state, restarts, the child tree's memory and CPU, ours.
+    /// Answered here, never proxied. Default: off.
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_METRICS_PATH")]
+    pub metrics_path: Option<String>,
+
+    /// Answer 200 {"live": "true"} at this path while the process is up,
+    /// during the drain too: for a Kubernetes livenessProbe (one on
+    /// /health fails in the drain, and the kubelet then kills the
+    /// container early). Default: off.
+    #[arg(long, value_name = "PATH", env = "MODELARTS_INIT_LIVE_PATH")]
+    pub live_path: Option<String>,
+
+    /// One log line per request (method, path, route, status, duration,
+    /// upstream time, X-Request-Id, generated when absent and passed
+    /// upstream), the front's own answers included; target
+    /// `modelarts_init::access` for --log-level. Default: off.
+    #[arg(long, env = "MODELARTS_INIT_ACCESS_LOG")]
+    pub access_log: bool,
+}
+
+/// Admission control in front of the app.
+#[derive(Debug, Args, Clone)]
+pub struct AdmissionArgs {
+    /// At most N requests in flight to the app at once (across all
+    /// --proxy-threads); the next --max-queue wait in order, the rest get
+    /// 503 {"error": "overloaded"} with Retry-After: 1. Default: off.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          env = "MODELARTS_INIT_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<u32>,
+
+    /// With --max-concurrency: how many more may wait (default: N); past
+    /// that, 503 at once.
+    #[arg(
+        long,
+        value_name = "M",
+        requires = "max_concurrency",
+        env = "MODELARTS_INIT_MAX_QUEUE"
+    )]
+    pub max_queue: Option<u32>,
+
+    /// With --max-concurrency: how long a request may wait for its turn,
+    /// then 503; the wait counts toward --request-timeout.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+          requires = "max_concurrency", env = "MODELARTS_INIT_QUEUE_TIMEOUT")]
+    pub queue_timeout: Duration,
 }
 
 /// Logging settings.

@@ -17,12 +17,16 @@ use tracing_subscriber::filter::Targets;
 use crate::cli::TlsMode;
 use crate::error::Error;
 use crate::http::probe::{Probe, Readiness};
-use crate::http::proxy;
 use crate::http::tls::{self, Source};
 use crate::http::FrontConfig;
+use crate::http::{admission, metrics, proxy};
 use crate::model_config::ModelConfig;
 use crate::supervisor::{ChildSpec, Credentials};
-use crate::timeline::{restart, Settings as Timeline};
+use crate::timeline::{restart, Quiet, Settings as Timeline};
+
+/// `--drain-min` when neither the flag nor config.json's health section
+/// says.
+const DRAIN_MIN: Duration = Duration::from_secs(30);
 
 /// What to run.
 #[derive(Debug)]
@@ -127,6 +131,9 @@ pub(crate) struct ProxyConfig {
     pub proxy: proxy::Settings,
     /// Threads serving client connections (`--proxy-threads`), at least 1.
     pub threads: usize,
+    /// How long the platform takes to see `/health` fail, from
+    /// config.json's health section: the default of `--drain-min`.
+    pub health_detection: Option<Duration>,
 }
 
 /// Everything mnist mode needs.
@@ -154,6 +161,12 @@ impl WrapConfig {
         } else {
             Some(ProxyConfig::from_args(&args.front, &args.proxy)?)
         };
+        if args.no_proxy && sup.timeline.drain_quiet_period.is_some() {
+            return Err(Error::Config(
+                "--drain-quiet-period needs the HTTP front (it watches the requests), not --no-proxy".into(),
+            ));
+        }
+        let detection = proxy.as_ref().and_then(|p| p.health_detection);
         let mut env = Vec::new();
         if let Some(p) = &proxy {
             // Servers that read PORT (Flask, many others) find the upstream
@@ -183,7 +196,7 @@ impl WrapConfig {
                     max_restarts: sup.max_restarts,
                     window: sup.restart_window,
                 },
-                ..timeline(&sup.timeline)
+                ..timeline(&sup.timeline, detection)
             },
             log_format: args.log.log_format,
             log_filter: log_filter(args.log.log_level.clone()),
@@ -236,6 +249,7 @@ impl ProxyConfig {
             },
             proxy: settings,
             threads: proxy.proxy_threads,
+            health_detection: health.map(|h| Duration::from_secs(h.detection_seconds())),
         })
     }
 }
@@ -257,7 +271,7 @@ impl MnistConfig {
         }
         Ok(MnistConfig {
             front: front_config(&args.front, None)?,
-            timeline: timeline(&args.timeline),
+            timeline: timeline(&args.timeline, None),
             max_image_bytes: args.max_image_bytes,
             max_pixels: args.max_pixels,
             decode_memory: args.decode_memory,
@@ -278,14 +292,42 @@ fn log_filter(flag: Option<Targets>) -> Targets {
     .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
 
-fn timeline(args: &TimelineArgs) -> Timeline {
+/// The timeline's settings; `detection` is how long the platform takes
+/// to see `/health` fail (config.json), the default of `--drain-min`.
+fn timeline(args: &TimelineArgs, detection: Option<Duration>) -> Timeline {
     Timeline {
         drain_delay: args.drain_delay,
         stop_timeout: args.stop_timeout,
         stop_signal: libc::SIGTERM,
         leftover_grace: Duration::ZERO,
         restart: restart::Policy::NEVER,
+        quiet: args.drain_quiet_period.map(|period| Quiet {
+            period,
+            min: args.drain_min.or(detection).unwrap_or(DRAIN_MIN),
+        }),
     }
+}
+
+/// config.json's `apis` as metric routes.
+fn routes(model: &ModelConfig) -> Result<Vec<metrics::Route>, Error> {
+    model
+        .apis
+        .iter()
+        .enumerate()
+        .map(|(i, api)| {
+            let method = hyper::Method::from_bytes(api.method.to_ascii_uppercase().as_bytes())
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "config.json apis[{i}].method {:?} is not an HTTP method",
+                        api.method
+                    ))
+                })?;
+            Ok(metrics::Route {
+                url: api.url.clone(),
+                method,
+            })
+        })
+        .collect()
 }
 
 /// The front's settings; `model` is the config.json, if any: its
@@ -306,14 +348,27 @@ fn front_config(args: &FrontArgs, model: Option<&ModelConfig>) -> Result<FrontCo
         "config.json health.url"
     };
     check_path(source, &health_path)?;
-    if let Some(p) = &args.status_path {
-        check_path("--status-path", p)?;
+    let observe = &args.observe;
+    let own = [
+        ("--status-path", &args.status_path),
+        ("--metrics-path", &observe.metrics_path),
+        ("--live-path", &observe.live_path),
+    ];
+    for (i, (flag, path)) in own.iter().enumerate() {
+        let Some(p) = path else { continue };
+        check_path(flag, p)?;
         if *p == health_path {
-            return Err(Error::Config(format!(
-                "--status-path {p} is also the health path"
-            )));
+            return Err(Error::Config(format!("{flag} {p} is also the health path")));
+        }
+        if let Some((other, _)) = own[..i].iter().find(|(_, q)| q.as_ref() == Some(p)) {
+            return Err(Error::Config(format!("{flag} {p} is also {other}")));
         }
     }
+    let admission = args.admission.max_concurrency.map(|n| admission::Settings {
+        max_concurrency: n,
+        max_queue: args.admission.max_queue.unwrap_or(n),
+        queue_timeout: args.admission.queue_timeout,
+    });
     if let Some(n) = args.max_connections {
         if !(1..=MAX_CONNECTIONS).contains(&n) {
             return Err(Error::Config(format!(
@@ -335,6 +390,11 @@ fn front_config(args: &FrontArgs, model: Option<&ModelConfig>) -> Result<FrontCo
         listen: args.listen,
         health_path,
         status_path: args.status_path.clone(),
+        metrics_path: observe.metrics_path.clone(),
+        routes: model.map(routes).transpose()?.unwrap_or_default(),
+        live_path: observe.live_path.clone(),
+        access_log: observe.access_log,
+        admission,
         keep_alive: args.keep_alive,
         max_connections: args.max_connections,
         request_timeout: args.request_timeout,
@@ -437,5 +497,30 @@ mod tests {
             "127.0.0.2:8080".parse().unwrap(),
             "127.0.0.1:8080".parse().unwrap()
         ));
+    }
+
+    /// `--drain-min`: the flag, else the platform's detection time from
+    /// config.json, else 30 s; and no quiet drain without its flag.
+    #[test]
+    fn drain_min_defaults() {
+        use clap::Parser;
+        let quiet = |flags: &[&str], detection: Option<u64>| {
+            let argv = ["modelarts-init"]
+                .iter()
+                .chain(flags)
+                .chain(&["--", "true"]);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let t = timeline(
+                &cli.wrap.supervisor.timeline,
+                detection.map(Duration::from_secs),
+            );
+            t.quiet.map(|q| (q.period.as_secs(), q.min.as_secs()))
+        };
+        assert_eq!(quiet(&[], Some(7)), None);
+        let on = ["--drain-quiet-period", "3s"];
+        assert_eq!(quiet(&on, None), Some((3, 30)));
+        assert_eq!(quiet(&on, Some(7)), Some((3, 7)));
+        let min = ["--drain-quiet-period", "3s", "--drain-min", "5s"];
+        assert_eq!(quiet(&min, Some(7)), Some((3, 5)));
     }
 }

@@ -3,14 +3,18 @@
 //! watch.
 //!
 //! Owns: the [`Snapshot`] channel (a `tokio::sync::watch`, so that readers
-//! can wait for changes) and the readiness verdicts going the other way, to
-//! the timeline. Each change of state is logged once, here. Must not:
-//! decide anything. The one writer is the timeline's driver, which
+//! can wait for changes) and what goes the other way, to the timeline: the
+//! readiness verdicts, and when the last request arrived (for the quiet
+//! drain only, which turns it on: one shared atomic the front writes at
+//! most once a millisecond and the timeline reads when it decides, no
+//! message per request). Each change of state is logged once, here. Must
+//! not: decide anything. The one writer is the timeline's driver, which
 //! publishes what its machine derives (`timeline::machine`); there is no
 //! second copy of the phase anywhere.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -83,6 +87,7 @@ pub struct Lifecycle {
     tx: Arc<watch::Sender<Snapshot>>,
     verdicts: mpsc::UnboundedSender<bool>,
     started: Instant,
+    arrivals: Arc<Arrivals>,
 }
 
 /// The timeline's side: publishes snapshots, receives verdicts.
@@ -91,6 +96,20 @@ pub struct Feed {
     tx: Arc<watch::Sender<Snapshot>>,
     verdicts: mpsc::UnboundedReceiver<bool>,
     started: Instant,
+    arrivals: Arc<Arrivals>,
+}
+
+/// When the last request arrived: milliseconds after `base`, rounded up
+/// (so that the quiet period is never cut short), 0 before the first. On
+/// the timeline's clock (`tokio::time`), so that paused-time tests can
+/// drive it.
+#[derive(Debug)]
+struct Arrivals {
+    /// Whether anybody asks (`--drain-quiet-period`); until then an
+    /// arrival costs one relaxed load, no clock read.
+    tracked: AtomicBool,
+    base: tokio::time::Instant,
+    last_ms: AtomicU64,
 }
 
 /// A new lifecycle in state Starting, and the feed for its timeline.
@@ -98,15 +117,22 @@ pub fn channel() -> (Lifecycle, Feed) {
     let tx = Arc::new(watch::Sender::new(Snapshot::START));
     let (vtx, vrx) = mpsc::unbounded_channel();
     let started = Instant::now();
+    let arrivals = Arc::new(Arrivals {
+        tracked: AtomicBool::new(false),
+        base: tokio::time::Instant::now(),
+        last_ms: AtomicU64::new(0),
+    });
     let view = Lifecycle {
         tx: tx.clone(),
         verdicts: vtx,
         started,
+        arrivals: arrivals.clone(),
     };
     let feed = Feed {
         tx,
         verdicts: vrx,
         started,
+        arrivals,
     };
     (view, feed)
 }
@@ -136,6 +162,21 @@ impl Lifecycle {
     pub fn report_ready(&self, ready: bool) {
         let _ = self.verdicts.send(ready);
     }
+
+    /// A request arrived now (not a health probe or a metrics scrape):
+    /// for the quiet drain, if on ([`Feed::track_arrivals`]). Then a clock
+    /// read and, at most once a millisecond, an atomic write shared by the
+    /// serving threads.
+    pub fn request_arrived(&self) {
+        let a = &self.arrivals;
+        if !a.tracked.load(Relaxed) {
+            return;
+        }
+        let ms = a.base.elapsed().as_millis() as u64 + 1;
+        if a.last_ms.load(Relaxed) < ms {
+            a.last_ms.fetch_max(ms, Relaxed);
+        }
+    }
 }
 
 impl Feed {
@@ -158,8 +199,43 @@ impl Feed {
         });
     }
 
+    /// From now on, the front notes when requests arrive (the quiet
+    /// drain wants [`Feed::last_request`]).
+    pub(crate) fn track_arrivals(&self) {
+        self.arrivals.tracked.store(true, Relaxed);
+    }
+
+    /// When the last request arrived, if one did (never earlier than it
+    /// did).
+    pub(crate) fn last_request(&self) -> Option<tokio::time::Instant> {
+        let ms = self.arrivals.last_ms.load(Relaxed);
+        (ms > 0).then(|| self.arrivals.base + Duration::from_millis(ms))
+    }
+
     /// The next verdict; `None` once no probe can send any more.
     pub(crate) async fn verdict(&mut self) -> Option<bool> {
         self.verdicts.recv().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn arrivals_are_noted_only_once_the_quiet_drain_asks() {
+        let (view, feed) = channel();
+        view.request_arrived();
+        assert_eq!(feed.last_request(), None, "off: nothing noted");
+        feed.track_arrivals();
+        tokio::time::advance(Duration::from_millis(40)).await;
+        view.request_arrived();
+        let at = feed.last_request().unwrap();
+        // Rounded up to the next millisecond, never earlier.
+        assert_eq!(
+            at - feed.arrivals.base,
+            Duration::from_millis(41),
+            "noted at 40 ms"
+        );
     }
 }

@@ -74,6 +74,14 @@ impl Health {
                 .saturating_mul(self.period_seconds.unwrap_or(10)),
         )
     }
+
+    /// How long the platform takes to see a failing instance: threshold x
+    /// period + timeout (the platform's defaults where a value is missing:
+    /// 3 failures, 10 s apart, 10 s each at most).
+    pub fn detection_seconds(&self) -> u64 {
+        self.failure_threshold.unwrap_or(3) * self.period_seconds.unwrap_or(10)
+            + self.timeout_seconds.unwrap_or(10)
+    }
 }
 
 /// `health.protocol`, in any case.
@@ -252,6 +260,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.health.as_ref().unwrap().patience_seconds(), 20);
+        assert_eq!(c.health.as_ref().unwrap().detection_seconds(), 2 * 5 + 10);
         assert_eq!(c.apis[0].url, "/");
     }
 

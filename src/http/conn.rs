@@ -29,7 +29,7 @@
 //! Must not: decide answers (`Front` does) or touch the lifecycle.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -85,6 +85,8 @@ pub struct ConnClock {
     /// Closed to make room for a new connection (`--max-connections`).
     evict: tokio::sync::Notify,
     evicted: AtomicBool,
+    /// The client's socket, for [`ConnClock::peer_closed`]; -1 if unknown.
+    socket: AtomicI32,
 }
 
 impl ConnClock {
@@ -102,7 +104,36 @@ impl ConnClock {
             exited: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
             evicted: AtomicBool::new(false),
+            socket: AtomicI32::new(-1),
         }
+    }
+
+    /// Notes the client's socket, for [`ConnClock::peer_closed`].
+    pub fn set_socket(&self, fd: std::os::fd::RawFd) {
+        self.socket.store(fd, Relaxed);
+    }
+
+    /// Whether the client has closed its side (or reset the connection),
+    /// even with request bytes still unread: hyper notices a closed
+    /// connection only when it reads, and it does not read while a request
+    /// body waits for the app (a request held in the admission queue). One
+    /// `poll(2)` with no wait; false when the socket is unknown. (A client
+    /// that leaves while its body is still on the way is not seen: TCP
+    /// sends its FIN after the data, which waits for us to read.)
+    pub fn peer_closed(&self) -> bool {
+        let fd = self.socket.load(Relaxed);
+        if fd < 0 {
+            return false;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the socket stays open while a request
+        // on it is served (hyper owns both, and drops the socket first).
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
     }
 
     /// The longest the timer sleeps: a request that starts while it sleeps

@@ -1,9 +1,13 @@
 //! The gate every request goes through before an app sees it.
 //!
-//! Owns: routing (our own paths: `/health` and the status page, answered
-//! here and never passed on), the stop gate, the request checks that blame
-//! the client (CONNECT, `Host` under RFC 9112 §3.2, head and body limits),
-//! the readiness gate, the request timeout and the R9 warning, and
+//! Owns: routing (our own paths: `/health`, the live path, the metrics and
+//! the status page, answered here and never passed on or queued), the stop
+//! gate, the request checks that blame the client (CONNECT, `Host` under
+//! RFC 9112 §3.2, head and body limits), the readiness gate, admission
+//! (`admission`: the slot is taken after the checks, and the wait counts
+//! toward the request timeout), the request timeout and the R9 warning,
+//! what is observed of each request (`observe`: metrics, access log; the
+//! arrival for the quiet drain goes to the lifecycle), and
 //! `Connection: close` on every answer during the drain (so that a
 //! balancer's pooled connections move to other instances before the child
 //! stops, as Envoy's drain does). Must not: know what the app behind it
@@ -12,19 +16,22 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, HOST};
 use hyper::{Method, Request, Response, StatusCode, Version};
 
+use super::admission::{self, Admission};
 use super::conn::{ConnClock, Event};
+use super::metrics::{self, Metrics, Reason, UpstreamFailure};
+use super::observe::{Observer, Outcome};
 use super::probe::Answered;
 use super::{
-    content_length, error, health, status, too_large, App, Body, Counters, FrontConfig,
-    MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
+    content_length, error, health, json, status, stopping, too_large, App, Body, Counters,
+    FrontConfig, MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
 };
 use crate::lifecycle::{Lifecycle, State};
 use crate::logging::Throttle;
@@ -43,6 +50,10 @@ pub struct Front<A> {
     /// reads it); shared with the other threads' fronts.
     pub(crate) answered: Arc<Answered>,
     pub(crate) status: Option<Arc<status::StatusPage>>,
+    /// Metrics and access log, if either is on; shared series.
+    pub(crate) observer: Option<Observer>,
+    /// `--max-concurrency`: slots shared with the other threads' fronts.
+    pub(crate) admission: Option<Arc<Admission>>,
     pub app: A,
 }
 
@@ -53,12 +64,20 @@ impl<A: App> Front<A> {
             .status_path
             .is_some()
             .then(|| Arc::new(status::StatusPage));
+        let observer = (config.metrics_path.is_some() || config.access_log).then(|| Observer {
+            metrics: Arc::new(Metrics::new(&config.routes)),
+            record: config.metrics_path.is_some(),
+            access_log: config.access_log,
+        });
+        let admission = config.admission.map(|a| Arc::new(Admission::new(a)));
         Front {
             config,
             lifecycle,
             counters: Arc::default(),
             answered: Arc::default(),
             status,
+            observer,
+            admission,
             app,
         }
     }
@@ -72,6 +91,8 @@ impl<A: App> Front<A> {
             counters: self.counters.clone(),
             answered: self.answered.clone(),
             status: self.status.clone(),
+            observer: self.observer.clone(),
+            admission: self.admission.clone(),
             app,
         }
     }
@@ -80,12 +101,21 @@ impl<A: App> Front<A> {
     /// the checks, then the app.
     pub(crate) async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
         clock: &ConnClock,
     ) -> Response<Body> {
         let state = self.lifecycle.get();
-        let mut resp = self.route(state, req, peer, clock).await;
+        let mut outcome = Outcome::default();
+        let mut resp = match &self.observer {
+            None => self.route(state, req, peer, clock, &mut outcome).await,
+            Some(observer) => {
+                let exchange = observer.begin(&mut req);
+                let resp = self.route(state, req, peer, clock, &mut outcome).await;
+                observer.end(exchange, &resp, &outcome, peer);
+                resp
+            }
+        };
         if state == State::Draining && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -99,29 +129,27 @@ impl<A: App> Front<A> {
         req: Request<Incoming>,
         peer: SocketAddr,
         clock: &ConnClock,
+        outcome: &mut Outcome,
     ) -> Response<Body> {
         let path = req.uri().path();
         let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
-        if path == self.config.health_path && is_read {
-            return health::answer(state);
-        }
-        if let Some(page) = &self.status {
-            if Some(path) == self.config.status_path.as_deref() && is_read {
-                return page.answer(&self.lifecycle, &self.counters);
+        if is_read {
+            if let Some(own) = self.own_path(state, path) {
+                outcome.own_path = true;
+                return own;
             }
         }
+        // A request, not a probe or a scrape: the quiet drain counts it.
+        self.lifecycle.request_arrived();
         if state >= State::Stopping {
-            let mut resp = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
-                "the service is shutting down; retry on another instance",
-            );
-            resp.headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
-            return resp;
+            self.reject(Reason::Stopping);
+            return stopping();
         }
         if let Some(refused) = self.refuse(&req, peer) {
             return refused;
+        }
+        if matches!(state, State::Starting | State::Restarting) {
+            self.reject(Reason::NotReady);
         }
         match state {
             State::Starting => {
@@ -140,11 +168,46 @@ impl<A: App> Front<A> {
             }
             _ => {}
         }
-        let resp = self.call(req, peer, clock).await;
+        let resp = self.call(req, peer, clock, outcome).await;
         if resp.status().as_u16() < 500 {
             self.answered.mark();
         }
         resp
+    }
+
+    /// Our own paths' answers: `/health`, the live path, the metrics and
+    /// the status page (GET and HEAD only).
+    fn own_path(&self, state: State, path: &str) -> Option<Response<Body>> {
+        let config = &self.config;
+        if path == config.health_path {
+            return Some(health::answer(state));
+        }
+        if Some(path) == config.live_path.as_deref() {
+            return Some(json(StatusCode::OK, &serde_json::json!({"live": "true"})));
+        }
+        if Some(path) == config.metrics_path.as_deref() {
+            let metrics = &self.observer.as_ref()?.metrics;
+            let admission = self.admission.as_deref();
+            return Some(metrics::answer(
+                metrics,
+                &self.lifecycle,
+                &self.counters,
+                admission,
+            ));
+        }
+        if Some(path) == config.status_path.as_deref() {
+            let page = self.status.as_ref()?;
+            let admission = self.admission.as_deref();
+            return Some(page.answer(&self.lifecycle, &self.counters, admission));
+        }
+        None
+    }
+
+    /// Counts a request refused before the app, for the metrics.
+    fn reject(&self, reason: Reason) {
+        if let Some(observer) = self.observer.as_ref().filter(|o| o.record) {
+            observer.metrics.reject(reason);
+        }
     }
 
     /// The client's mistakes and our limits: the answer, if the request
@@ -186,13 +249,15 @@ impl<A: App> Front<A> {
         None
     }
 
-    /// The app's answer, under the connection's clock: the R9 warning, the
-    /// request timeout, and a 503 if the child exits first.
+    /// The app's answer, under the connection's clock: a slot first (with
+    /// `--max-concurrency`), the R9 warning, the request timeout (the wait
+    /// for the slot included), and a 503 if the child exits first.
     async fn call(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
         clock: &ConnClock,
+        outcome: &mut Outcome,
     ) -> Response<Body> {
         self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         let _done = InFlight(&self.counters);
@@ -200,10 +265,34 @@ impl<A: App> Front<A> {
         // A `Uri` clone shares its bytes: no allocation on the hot path.
         let uri = req.uri().clone();
         let _request = clock.begin();
-        let mut call = std::pin::pin!(self.app.call(req, peer));
+        // When the app got the request, if it did (and the metrics or the
+        // access log want its time).
+        let sent: OnceLock<Instant> = OnceLock::new();
+        let timed = self.observer.is_some();
+        let call = async {
+            let slot = match &self.admission {
+                Some(admission) => match admission.admit(&self.lifecycle, clock).await {
+                    Ok(slot) => Some(slot),
+                    Err(refused) => return admission.refused(refused),
+                },
+                None => None,
+            };
+            if timed {
+                let _ = sent.set(Instant::now());
+            }
+            let resp = self.app.call(req, peer).await;
+            admission::hold(resp, slot)
+        };
+        let mut call = std::pin::pin!(call);
+        let failed = |failure: UpstreamFailure, mut resp: Response<Body>| {
+            if sent.get().is_some() {
+                resp.extensions_mut().insert(failure);
+            }
+            resp
+        };
         // The connection's timer decides; the request acts on it each time
         // it is polled (see `conn`).
-        std::future::poll_fn(|cx| loop {
+        let resp = std::future::poll_fn(|cx| loop {
             return match clock.event() {
                 None => call.as_mut().poll(cx),
                 Some(Event::Warn) => {
@@ -215,17 +304,19 @@ impl<A: App> Front<A> {
                     let timeout = self.config.request_timeout.unwrap_or_default();
                     tracing::warn!(method = %method, path = %uri.path(), timeout_ms = timeout.as_millis() as u64,
                         "request timeout: answering 504");
-                    Poll::Ready(error(StatusCode::GATEWAY_TIMEOUT, "timeout",
-                        &format!("no response within the request timeout of {} ms", timeout.as_millis())))
+                    Poll::Ready(failed(UpstreamFailure::Timeout, error(StatusCode::GATEWAY_TIMEOUT, "timeout",
+                        &format!("no response within the request timeout of {} ms", timeout.as_millis()))))
                 }
-                Some(Event::Exited) => Poll::Ready(error(
+                Some(Event::Exited) => Poll::Ready(failed(UpstreamFailure::Exited, error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "stopped",
                     "the service stopped before answering",
-                )),
+                ))),
             };
         })
-        .await
+        .await;
+        outcome.upstream = sent.get().map(Instant::elapsed);
+        resp
     }
 }
 

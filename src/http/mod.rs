@@ -7,15 +7,21 @@
 //! graceful stop), `fronts` (serving threads), `conn` (a connection's
 //! clock), `proxy` (the streaming reverse proxy), `probe` (readiness of the
 //! upstream), `health` (the `/health` answer), `status` (the opt-in status
-//! page), `client` (the one HTTP/1 client). Must not: know what the app
-//! behind it does.
+//! page), `client` (the one HTTP/1 client), `metrics` (the opt-in
+//! Prometheus metrics), `admission` (`--max-concurrency` and its queue),
+//! `observe` (what is noted of each request), `access_log`. Must not: know
+//! what the app behind it does.
 
+pub(crate) mod access_log;
+pub(crate) mod admission;
 pub(crate) mod client;
 pub(crate) mod conn;
 mod front;
 pub mod fronts;
 pub(crate) mod health;
 pub(crate) mod limit;
+pub(crate) mod metrics;
+mod observe;
 pub(crate) mod probe;
 pub(crate) mod proxy;
 pub mod server;
@@ -60,6 +66,17 @@ pub struct FrontConfig {
     pub listen: SocketAddr,
     pub health_path: String,
     pub status_path: Option<String>,
+    /// `--metrics-path`.
+    pub metrics_path: Option<String>,
+    /// config.json's `apis`: the route labels of the metrics and the
+    /// access log.
+    pub routes: Vec<metrics::Route>,
+    /// `--live-path`.
+    pub live_path: Option<String>,
+    /// `--access-log`.
+    pub access_log: bool,
+    /// `--max-concurrency` and its queue.
+    pub admission: Option<admission::Settings>,
     pub keep_alive: Duration,
     /// In all, across serving threads; `None`: what the open-files
     /// limit allows (see `limit`).
@@ -82,6 +99,42 @@ pub(crate) struct Counters {
     pub served: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_failures: AtomicU64,
+}
+
+/// A body that keeps `G` (a guard: the connection's streaming mark, an
+/// admission slot) until it has been sent or dropped.
+pub(crate) struct Guarded<G> {
+    inner: Body,
+    _guard: G,
+}
+
+impl<G> Guarded<G> {
+    pub(crate) fn new(inner: Body, guard: G) -> Guarded<G> {
+        Guarded {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> hyper::body::Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The declared body length, if any.
@@ -114,6 +167,19 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
         status,
         &serde_json::json!({ "error": code, "message": message }),
     )
+}
+
+/// 503 for a request that comes (or still waits) once the stop has begun,
+/// with `Connection: close`.
+pub(crate) fn stopping() -> Response<Body> {
+    let mut resp = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stopping",
+        "the service is shutting down; retry on another instance",
+    );
+    resp.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// 413 for a body over `max` bytes.

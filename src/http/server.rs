@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 
 use super::conn::{ConnClock, Io, Next};
 use super::limit::{Episode, Registry};
-use super::{App, Body, Front, MAX_HEADER_BYTES};
+use super::{App, Front, Guarded, MAX_HEADER_BYTES};
 use crate::error::Error;
 use crate::lifecycle::State;
 
@@ -190,6 +190,7 @@ pub(crate) async fn serve<A: App>(
             front.config.keep_alive,
             front.config.request_timeout,
         ));
+        clock.set_socket(std::os::fd::AsRawFd::as_raw_fd(&stream));
         let id = registry.add(clock.clone());
         let done = (open.subscribe(), slot, registry.clone());
         let (builder, front) = (builder.clone(), front.clone());
@@ -265,7 +266,9 @@ async fn serve_connection<A, S>(
             async move {
                 let resp = front.handle(req, peer, &clock).await;
                 clock.response_ready();
-                Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked::new(body, clock)))
+                Ok::<_, std::convert::Infallible>(
+                    resp.map(|body| Guarded::new(body, Streaming::new(clock))),
+                )
             }
         })
     };
@@ -307,44 +310,21 @@ async fn serve_connection<A, S>(
     }
 }
 
-/// A response body that tells its connection's clock while it is being
-/// sent, so that a connection streaming an answer (server-sent events) is
-/// never taken for idle.
-struct Tracked {
-    inner: Body,
-    clock: Arc<ConnClock>,
-}
+/// Tells its connection's clock while an answer is being sent (kept by
+/// the answer's body until it is sent or dropped), so that a connection
+/// streaming an answer (server-sent events) is never taken for idle.
+struct Streaming(Arc<ConnClock>);
 
-impl Tracked {
-    fn new(inner: Body, clock: Arc<ConnClock>) -> Tracked {
+impl Streaming {
+    fn new(clock: Arc<ConnClock>) -> Streaming {
         clock.stream_started();
-        Tracked { inner, clock }
+        Streaming(clock)
     }
 }
 
-impl Drop for Tracked {
+impl Drop for Streaming {
     fn drop(&mut self) {
-        self.clock.stream_ended();
-    }
-}
-
-impl hyper::body::Body for Tracked {
-    type Data = bytes::Bytes;
-    type Error = super::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+        self.0.stream_ended();
     }
 }
 

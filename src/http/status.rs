@@ -1,5 +1,6 @@
 //! The opt-in status page (`--status-path`): lifecycle state, child pid,
-//! uptime, requests, and the child tree's memory and CPU (sysinfo).
+//! uptime, requests, admission (`--max-concurrency`), and the child tree's
+//! memory and CPU (sysinfo).
 //!
 //! Owns: the page and the figures logged at each lifecycle change. Must
 //! not: be served unless asked for; it is off by default so that nothing new
@@ -10,6 +11,7 @@ use std::sync::atomic::Ordering;
 use hyper::StatusCode;
 use serde_json::json;
 
+use super::admission::Admission;
 use super::{json, Body, Counters};
 use crate::lifecycle::Lifecycle;
 use crate::supervisor::tree::Tree;
@@ -20,15 +22,44 @@ pub struct StatusPage;
 
 impl StatusPage {
     /// The page as JSON.
-    pub fn answer(&self, lifecycle: &Lifecycle, counters: &Counters) -> hyper::Response<Body> {
-        json(StatusCode::OK, &self.figures(lifecycle, counters))
+    pub fn answer(
+        &self,
+        lifecycle: &Lifecycle,
+        counters: &Counters,
+        admission: Option<&Admission>,
+    ) -> hyper::Response<Body> {
+        json(
+            StatusCode::OK,
+            &self.figures(lifecycle, counters, admission),
+        )
     }
 
     /// The figures: state, pids, uptime, requests and the process tree
     /// below us (the child and its workers).
-    pub fn figures(&self, lifecycle: &Lifecycle, counters: &Counters) -> serde_json::Value {
+    pub fn figures(
+        &self,
+        lifecycle: &Lifecycle,
+        counters: &Counters,
+        admission: Option<&Admission>,
+    ) -> serde_json::Value {
         let tree = Tree::below(nix::unistd::getpid(), true);
         let now = lifecycle.snapshot();
+        let admission = admission.map(|a| {
+            let f = a.figures();
+            json!({
+                "max_concurrency": f.settings.max_concurrency,
+                "max_queue": f.settings.max_queue,
+                "queue_timeout_ms": f.settings.queue_timeout.as_millis() as u64,
+                "running": f.running,
+                "queued": f.queued,
+                "rejected": {
+                    "queue_full": f.queue_full,
+                    "queue_timeout": f.queue_timeout,
+                    "stopping": f.stopping,
+                },
+                "client_gone": f.client_gone,
+            })
+        });
         json!({
             "state": now.state.as_str(),
             "pid": std::process::id(),
@@ -38,6 +69,7 @@ impl StatusPage {
             "uptime_ms": lifecycle.started().elapsed().as_millis() as u64,
             "requests_in_flight": counters.in_flight.load(Ordering::Relaxed),
             "requests_served": counters.served.load(Ordering::Relaxed),
+            "admission": admission,
             "tls_failures": counters.tls_failures.load(Ordering::Relaxed),
             "tree": {
                 "processes": tree.len(),
@@ -53,7 +85,7 @@ pub async fn log_changes(page: std::sync::Arc<super::Front<impl super::App>>) {
     let mut rx = page.lifecycle.subscribe();
     while rx.changed().await.is_ok() {
         if let Some(status) = &page.status {
-            let f = status.figures(&page.lifecycle, &page.counters);
+            let f = status.figures(&page.lifecycle, &page.counters, page.admission.as_deref());
             tracing::info!(
                 state = %f["state"].as_str().unwrap_or(""),
                 child_pid = f["child_pid"].as_i64(),

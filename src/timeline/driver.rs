@@ -1,7 +1,9 @@
 //! The thin async loop that runs the machine against the world.
 //!
 //! Owns: waiting (for a signal, a readiness verdict, the front's drain or
-//! the machine's deadline), reaping on SIGCHLD, carrying out effects
+//! the machine's deadline), telling the machine when the last request
+//! arrived (read from the lifecycle before it decides), reaping on
+//! SIGCHLD, carrying out effects
 //! through [`Processes`], and publishing each new snapshot to the
 //! lifecycle. Must not: decide anything; every decision is the machine's.
 //! The OS is behind [`Processes`] and the signal source is any stream of
@@ -58,7 +60,19 @@ where
     let mut group = machine.child_pid();
     // SIGKILL sweeps in a row, and how many processes the last one found.
     let (mut sweeps, mut left) = (0usize, 0usize);
+    // The last request arrival the machine was told of.
+    let mut told = None;
+    if machine.quiet_drain() {
+        feed.track_arrivals();
+    }
     loop {
+        // Before the machine decides: when the last request arrived.
+        if let Some(at) = feed.last_request() {
+            if told != Some(at) && !inputs.is_empty() {
+                inputs.push_front(Input::LastRequest(at));
+                told = Some(at);
+            }
+        }
         while let Some(input) = inputs.pop_front() {
             for effect in machine.on(Instant::now(), input) {
                 let pid = machine.child_pid();

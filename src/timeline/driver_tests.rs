@@ -259,6 +259,7 @@ fn r8() -> Settings {
         stop_signal: SIGTERM,
         leftover_grace: Duration::from_secs(2),
         restart: Policy::NEVER,
+        quiet: None,
     }
 }
 
@@ -400,4 +401,34 @@ async fn sigterm_during_a_backoff_stops_at_once() {
     assert_eq!(run.await.unwrap(), 3);
     assert_eq!(sim.log(), [], "never restarted");
     assert_eq!(sim.now(), 500);
+}
+
+/// The quiet drain in virtual time: the front's arrivals go through the
+/// lifecycle, and the driver tells the machine before it decides.
+#[tokio::test(start_paused = true)]
+async fn the_quiet_drain_reads_the_fronts_last_request() {
+    let quiet = Settings {
+        quiet: Some(crate::timeline::Quiet {
+            period: ms(3_000),
+            min: ms(5_000),
+        }),
+        ..r8()
+    };
+    let (sim, run) = Sim::start(quiet, &[SERVES]);
+    for (at, what) in [
+        (500, None),
+        (1_000, Some(SIGTERM)),
+        (1_500, None),
+        (4_000, None),
+    ] {
+        tokio::time::sleep_until(sim.t0 + ms(at)).await;
+        match what {
+            Some(sig) => sim.signals.send(sig).unwrap(),
+            None => sim.lifecycle.request_arrived(),
+        }
+    }
+    assert_eq!(run.await.unwrap(), 143);
+    // 3 s after the last request (rounded up to the next millisecond),
+    // which is later than 5 s after the SIGTERM.
+    assert_eq!(sim.log(), log(&[(7_001, "stop SIGTERM")]));
 }

@@ -11,7 +11,7 @@
 //! The phases, each carrying what it waits for (watchexec's job states):
 //!
 //! ```text
-//! Running(health) --TERM, was ready--> Draining{until} --until--> Stopping{kill_at}
+//! Running(health) --TERM, was ready--> Draining{until} --until / quiet--> Stopping{kill_at}
 //!        |  \--TERM, never ready / INT / 2nd TERM---------------------^  |
 //!        | child exits                                 child exits |     | kill_at
 //!        v                                                         v     v
@@ -20,13 +20,18 @@
 //!   then = Exit: Finishing{until} (the front's last answers) --> Done
 //!   then = Restart{at}: Backoff{until} --until--> Running(Starting)
 //! ```
+//!
+//! With `--drain-quiet-period` ([`super::Quiet`]) the drain also ends at
+//! the first moment at least `min` after the SIGTERM and `period` after
+//! the last request that arrived ([`Input::LastRequest`], which the driver
+//! reads from the front before each input: no message per request).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::restart::{Decision, Restarts, STABLE_AFTER};
-use super::Settings;
+use super::{Quiet, Settings};
 use crate::lifecycle::{Snapshot, State};
 use crate::supervisor::signals::{self, Action};
 use crate::supervisor::ExitStatus;
@@ -57,6 +62,8 @@ pub enum Input {
     Verdict(bool),
     /// The front has stopped and closed every connection.
     FrontDrained,
+    /// The last request the front let through arrived at this moment.
+    LastRequest(Instant),
     /// The [`Machine::deadline`] has passed.
     Timer,
 }
@@ -139,6 +146,8 @@ pub struct Machine {
     /// Without a front, this is true from the start.
     front_drained: bool,
     restarts: Restarts,
+    /// When the last request arrived, as far as the driver has told.
+    last_request: Option<Instant>,
 }
 
 impl Machine {
@@ -156,6 +165,7 @@ impl Machine {
             stop_began: None,
             ever_ready: false,
             front_drained: !front,
+            last_request: None,
         }
     }
 
@@ -163,7 +173,7 @@ impl Machine {
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Running(_) | Phase::Done => None,
-            Phase::Draining { until } => Some(until),
+            Phase::Draining { until } => Some(self.quiet_end().map_or(until, |q| q.min(until))),
             Phase::Stopping { kill_at } | Phase::Ending { kill_at, .. } => Some(kill_at),
             Phase::Killing {
                 next_sweep,
@@ -191,6 +201,12 @@ impl Machine {
                 .unwrap_or(ExitStatus::Signal(libc::SIGKILL))
                 .exit_code(),
         }
+    }
+
+    /// Whether the drain may end once quiet (`--drain-quiet-period`): the
+    /// driver then tells it when the last request arrived.
+    pub fn quiet_drain(&self) -> bool {
+        self.settings.quiet.is_some()
     }
 
     /// The pid of the running child, if one runs.
@@ -264,9 +280,24 @@ impl Machine {
                     _ => {}
                 }
             }
+            Input::LastRequest(at) => {
+                self.last_request = Some(self.last_request.map_or(at, |l| l.max(at)));
+            }
             Input::Timer => self.on_timer(now, &mut fx),
         }
         fx
+    }
+
+    /// With `--drain-quiet-period`, during the drain: the first moment at
+    /// least `min` after the SIGTERM and `period` after the last request.
+    fn quiet_end(&self) -> Option<Instant> {
+        let quiet = self.settings.quiet?;
+        let began = self.stop_began?;
+        let after_min = began + quiet.min;
+        Some(match self.last_request {
+            Some(last) => after_min.max(last + quiet.period),
+            None => after_min,
+        })
     }
 
     fn on_signal(&mut self, now: Instant, sig: i32, fx: &mut Vec<Effect>) {
@@ -305,6 +336,9 @@ impl Machine {
                 tracing::info!(
                     signal = "SIGTERM",
                     drain_delay_ms = self.settings.drain_delay.as_millis() as u64,
+                    drain_quiet_period_ms =
+                        self.settings.quiet.map(|q| q.period.as_millis() as u64),
+                    drain_min_ms = self.settings.quiet.map(|q| q.min.as_millis() as u64),
                     "draining: /health now fails, traffic still served"
                 );
                 self.phase = Phase::Draining {
@@ -484,6 +518,22 @@ impl Machine {
         self.phase = Phase::Running(next);
     }
 
+    /// Why the drain delay ends before its full length.
+    fn log_quiet_end(&self, now: Instant, quiet: Quiet) {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let since_last = self
+            .last_request
+            .map(|l| ms(now.saturating_duration_since(l)));
+        tracing::info!(
+            elapsed_ms = self.elapsed_ms(now),
+            drain_delay_ms = ms(self.settings.drain_delay),
+            since_last_request_ms = since_last,
+            drain_quiet_period_ms = ms(quiet.period),
+            drain_min_ms = ms(quiet.min),
+            "drain delay ended early: no request for the quiet period (--drain-quiet-period) and --drain-min has passed"
+        );
+    }
+
     /// A child ready since `since` that stops being ready at `now`.
     fn note_stability(&mut self, now: Instant, since: Instant) {
         if now.saturating_duration_since(since) >= STABLE_AFTER {
@@ -494,6 +544,12 @@ impl Machine {
     fn on_timer(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         match self.phase {
             Phase::Draining { until } if now >= until => {
+                self.stop(now, self.settings.stop_signal, fx);
+            }
+            Phase::Draining { .. } if self.quiet_end().is_some_and(|q| now >= q) => {
+                if let Some(quiet) = self.settings.quiet {
+                    self.log_quiet_end(now, quiet);
+                }
                 self.stop(now, self.settings.stop_signal, fx);
             }
             Phase::Stopping { kill_at } if now >= kill_at => {
@@ -539,3 +595,7 @@ impl Machine {
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "machine_quiet_tests.rs"]
+mod quiet_tests;

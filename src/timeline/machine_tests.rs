@@ -9,23 +9,24 @@ use tokio::time::Instant;
 use super::*;
 use crate::timeline::restart::{Policy, When};
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn s(n: u64) -> Duration {
+pub(super) fn s(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
 /// R8's defaults: 60 s of drain, 25 s of stop timeout, no leftover grace,
 /// no restarts.
-fn r8() -> Settings {
+pub(super) fn r8() -> Settings {
     Settings {
         drain_delay: s(60),
         stop_timeout: s(25),
         stop_signal: SIGTERM,
         leftover_grace: Duration::ZERO,
         restart: Policy::NEVER,
+        quiet: None,
     }
 }
 
@@ -44,13 +45,13 @@ fn restarting(when: When) -> Settings {
 }
 
 /// A machine on a clock of its own: `at` is milliseconds since it started.
-struct Run {
-    m: Machine,
-    t0: Instant,
+pub(super) struct Run {
+    pub(super) m: Machine,
+    pub(super) t0: Instant,
 }
 
 impl Run {
-    fn new(settings: Settings, child: bool, front: bool) -> Run {
+    pub(super) fn new(settings: Settings, child: bool, front: bool) -> Run {
         Run {
             m: Machine::new(settings, child.then_some(100), front),
             t0: Instant::now(),
@@ -58,30 +59,30 @@ impl Run {
     }
 
     /// With a child and a front, ready at 0.
-    fn ready(settings: Settings) -> Run {
+    pub(super) fn ready(settings: Settings) -> Run {
         let mut r = Run::new(settings, true, true);
         assert_eq!(r.on(0, Input::Verdict(true)), []);
         assert_eq!(r.state(), State::Ready);
         r
     }
 
-    fn on(&mut self, at: u64, input: Input) -> Vec<Effect> {
+    pub(super) fn on(&mut self, at: u64, input: Input) -> Vec<Effect> {
         self.m.on(self.t0 + ms(at), input)
     }
 
-    fn state(&self) -> State {
+    pub(super) fn state(&self) -> State {
         self.m.snapshot().state
     }
 
     /// Milliseconds from the start to the deadline.
-    fn deadline(&self) -> Option<u64> {
+    pub(super) fn deadline(&self) -> Option<u64> {
         self.m
             .deadline()
             .map(|d| d.duration_since(self.t0).as_millis() as u64)
     }
 
     /// Fires the timer at its deadline; returns when and the effects.
-    fn fire(&mut self) -> (u64, Vec<Effect>) {
+    pub(super) fn fire(&mut self) -> (u64, Vec<Effect>) {
         let at = self.deadline().expect("a deadline");
         (at, self.on(at, Input::Timer))
     }

@@ -18,7 +18,10 @@
 //! Shortcuts: SIGINT or a second SIGTERM skip the rest of the delay (fast
 //! stop); a SIGTERM that comes before the service was ever ready skips it
 //! too (no balancer can have routed traffic here); a child that exits on
-//! its own ends the service at once, whatever the phase.
+//! its own ends the service at once, whatever the phase. With
+//! `--drain-quiet-period` the delay also ends once the balancer has
+//! visibly let go: no request for that long, and `--drain-min` after the
+//! SIGTERM (the time the platform needs to see `/health` fail).
 //!
 //! Owns: the settings of the timeline and starting it. Submodules:
 //! `machine` (the pure state machine: every decision), `driver` (the async
@@ -52,6 +55,18 @@ pub struct Settings {
     pub leftover_grace: Duration,
     /// Whether and when the child is started again.
     pub restart: restart::Policy,
+    /// `--drain-quiet-period`: end the drain delay early once quiet.
+    pub quiet: Option<Quiet>,
+}
+
+/// The adaptive drain (`--drain-quiet-period`, `--drain-min`): the delay
+/// ends at the first moment at least `min` after the SIGTERM and at least
+/// `period` after the last request that arrived (the front reports
+/// arrivals; health probes and metrics scrapes are not requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quiet {
+    pub period: Duration,
+    pub min: Duration,
 }
 
 /// Runs the timeline of a service with the child `child` (already started

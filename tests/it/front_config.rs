@@ -43,7 +43,7 @@ fn check_config_file(path: &Path) -> (Running, i32) {
 
 /// Runs `init` with a child that would touch `marker`; asserts exit 2 before
 /// the child was started (`what` names the case) and returns the guard.
-fn assert_refused_before_child(init: Init, marker: &Path, what: &str) -> Running {
+pub(crate) fn assert_refused_before_child(init: Init, marker: &Path, what: &str) -> Running {
     let (r, code) = run_verb(init.sh("touch \"$1\"", &[marker.to_str().unwrap()]));
     assert_eq!(code, 2, "{what}: exit {code}\n{}", r.dump());
     assert!(!marker.exists(), "{what}: the child was started");

@@ -17,10 +17,10 @@ use crate::util::*;
 // ===========================================================================
 
 #[derive(Debug, Clone)]
-struct Sample {
-    start: Instant,
+pub(crate) struct Sample {
+    pub(crate) start: Instant,
     /// Status, or the I/O error.
-    outcome: Result<u16, String>,
+    pub(crate) outcome: Result<u16, String>,
     /// Whether the request went on a reused connection.
     reused: bool,
 }
@@ -28,7 +28,7 @@ struct Sample {
 /// Sends `GET /` until `stop` is set (at most 60 s, 5000 requests), every
 /// ~20 ms, on fresh connections (`keep_alive` false) or one kept-alive
 /// connection (reopened after an error or a close).
-fn client_loop(
+pub(crate) fn client_loop(
     addr: SocketAddr,
     keep_alive: bool,
     stop: Arc<AtomicBool>,

@@ -58,6 +58,18 @@ pub fn py_script(name: &str) -> String {
         .to_owned()
 }
 
+/// `tests/py/ws_client.py` on `url`, running; with `go`, it stops after
+/// the first echo (printing CONNECTED) until that file exists.
+pub fn ws_client(url: &str, go: Option<&std::path::Path>) -> Running {
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(py_script("ws_client.py")).arg(url);
+    cmd.args(go)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    Running::spawn(cmd)
+}
+
 // ===========================================================================
 // modelarts-init in front of gunicorn (or another child)
 // ===========================================================================

@@ -1,8 +1,6 @@
 //! WebSockets through the proxy: an echo (text and 1 MiB binary), and a
 //! socket opened before SIGTERM that keeps working through the drain.
 
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
 use crate::front_util::*;
@@ -15,13 +13,7 @@ fn websocket_echo_passes_through() {
     let (py, server) = (python(), py_script("ws_echo_server.py"));
     let mut f = spawn_child("ws", &[], &[py.as_str(), server.as_str()]);
     f.wait_ready("/health");
-    let mut cmd = Command::new(python());
-    cmd.arg(py_script("ws_client.py"))
-        .arg(format!("ws://{}/ws", f.listen))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut client = Running::spawn(cmd);
+    let mut client = ws_client(&format!("ws://{}/ws", f.listen), None);
     let code = client.expect_code(secs(60));
     client.stdout.wait_eof(secs(5));
     assert_eq!(
@@ -64,14 +56,7 @@ fn websocket_keeps_working_during_the_drain() {
     );
     f.wait_ready("/health");
     let go = f.dir.join("go");
-    let mut cmd = Command::new(python());
-    cmd.arg(py_script("ws_client.py"))
-        .arg(format!("ws://{}/ws", f.listen))
-        .arg(&go)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut client = Running::spawn(cmd);
+    let mut client = ws_client(&format!("ws://{}/ws", f.listen), Some(&go));
     assert!(
         wait_until(secs(30), || client.stdout.contains("CONNECTED")),
         "ws client never connected\n{}",

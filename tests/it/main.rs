@@ -44,6 +44,12 @@ mod front_status;
 
 mod front_threads;
 
+mod front_metrics;
+
+mod front_admission;
+
+mod front_drain_quiet;
+
 mod packaging;
 
 mod mnist;

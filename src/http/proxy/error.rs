@@ -2,7 +2,8 @@
 //! for it: blaming the right party.
 //!
 //! Owns: [`UpstreamError`], [`ClientBodyError`] and their mapping to 502
-//! (the upstream's fault), 400 and 413 (the client's). Must not: retry.
+//! (the upstream's fault, marked with its [`UpstreamFailure`] kind for the
+//! metrics), 400 and 413 (the client's). Must not: retry.
 
 use std::net::SocketAddr;
 use std::sync::LazyLock;
@@ -12,6 +13,7 @@ use hyper::{Response, StatusCode};
 
 use crate::error::Chain;
 use crate::http::client::ClientError;
+use crate::http::metrics::UpstreamFailure;
 use crate::http::{error, too_large, Body};
 use crate::logging::Throttle;
 
@@ -86,23 +88,30 @@ pub(super) fn upstream_error(
                 "the request body is malformed (a bad chunk) or shorter than its Content-Length",
             )
         }
-        Blame::Upstream => match e {
-            UpstreamError::Connect(_) => {
-                tracing::warn!(error = %Chain(e), "upstream refused the connection: answering 502");
-                error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
-                    "the upstream server refused the connection; is it listening on --upstream?",
-                )
-            }
-            UpstreamError::Http(_) => {
-                tracing::warn!(error = %Chain(e), "upstream request failed: answering 502");
-                error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_error",
-                    "the upstream server closed the connection or sent an invalid response",
-                )
-            }
-        },
+        Blame::Upstream => {
+            let (failure, mut resp) = match e {
+                UpstreamError::Connect(_) => {
+                    tracing::warn!(error = %Chain(e), "upstream refused the connection: answering 502");
+                    (UpstreamFailure::Connect, error(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_unavailable",
+                        "the upstream server refused the connection; is it listening on --upstream?",
+                    ))
+                }
+                UpstreamError::Http(_) => {
+                    tracing::warn!(error = %Chain(e), "upstream request failed: answering 502");
+                    (
+                        UpstreamFailure::Connection,
+                        error(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_error",
+                            "the upstream server closed the connection or sent an invalid response",
+                        ),
+                    )
+                }
+            };
+            resp.extensions_mut().insert(failure);
+            resp
+        }
     }
 }

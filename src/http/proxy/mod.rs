@@ -279,9 +279,12 @@ mod tests {
         let e = p.send(parts, crate::http::full("")).await.unwrap_err();
         assert!(matches!(e, UpstreamError::Connect(_)), "{e}");
         let peer = "127.0.0.1:1".parse().unwrap();
+        let resp = upstream_error(&e, peer, None);
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
-            upstream_error(&e, peer, None).status(),
-            StatusCode::BAD_GATEWAY
+            resp.extensions().get(),
+            Some(&crate::http::metrics::UpstreamFailure::Connect),
+            "marked for the metrics"
         );
     }
 }
