@@ -8,6 +8,10 @@
 #   runsh  tini -s -- bash bench/seed-run.sh gunicorn ...  (the run.sh of the
 #          ModelArts page: trap TERM, sleep 5 s, kill -15, wait)
 #   mnist  modelarts-init mnist --drain-delay 5s --stop-timeout 5s
+# and two more on request (BENCH_MODES="r8 quiet"), for what the adaptive
+# drain saves with R8's real delay:
+#   r8     modelarts-init --drain-delay 60s --stop-timeout 5s -- gunicorn ...
+#   quiet  the same with --drain-quiet-period 3s --drain-min 5s
 #
 # gunicorn is `-k gevent -w 2 --keep-alive 200` serving examples/gunicorn-app
 # with a GET /health route (bench/rolling_app.py: what a user without
@@ -64,7 +68,9 @@ SLOW=${BENCH_SLOW:-4}
 WORKERS=${BENCH_WORKERS:-2}
 PORT_BASE=${BENCH_PORT_BASE:-18380}
 IMAGE=$(readlink -f "${BENCH_IMAGE:-$ROOT/examples/images/seven.jpg}")
-PNG=${BENCH_PNG-$ROOT/docs/rolling-upgrade.png}
+# The README's picture is of the default modes; other runs keep theirs in
+# the output folder unless BENCH_PNG says where.
+[[ -n ${BENCH_MODES:-} ]] && PNG=${BENCH_PNG-} || PNG=${BENCH_PNG-$ROOT/docs/rolling-upgrade.png}
 VENV=${BENCH_VENV:-$(dirname "$ROOT")/venv-bench}
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/modelarts-init
 MBIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/modelarts-init-mnist
@@ -91,14 +97,17 @@ event() { echo "$(now) $1 ${2:-}" >>"$MD/events.tsv"; }
 # sleep_until T: sleeps until T seconds after the load started.
 sleep_until() { sleep "$(calc 'a + b - c > 0 ? a + b - c : 0' "$T0" "$1" "$(now)")"; }
 
+# drain: this mode's drain delay in seconds (r8 and quiet: R8's 60 s).
+drain() { case $MODE in r8 | quiet) echo 60 ;; *) echo "$DRAIN" ;; esac; }
+
 # start_replica SLOT: starts this mode's replica on the slot's port.
 start_replica() {
     local slot=$1 port=${PORT[$1]} up=${UPSTREAM[$1]}
     local g=("$VENV/bin/gunicorn" --chdir "$ROOT/examples/gunicorn-app" --pythonpath "$ROOT/bench"
         -k gevent -w "$WORKERS" --keep-alive 200 --no-control-socket)
     case $MODE in
-    init) exec "$BIN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$up" --drain-delay "${DRAIN}s" \
-        --stop-timeout "${STOP}s" -- "${g[@]}" -b "127.0.0.1:$up" rolling_app:app ;;
+    init | r8 | quiet) exec "$BIN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$up" --drain-delay "$(drain)s" \
+        --stop-timeout "${STOP}s" "${QUIET_FLAGS[@]}" -- "${g[@]}" -b "127.0.0.1:$up" rolling_app:app ;;
     tini) exec tini -s -- "${g[@]}" -b "127.0.0.1:$port" rolling_app:app ;;
     runsh) SEED_SLEEP=$DRAIN exec tini -s -- bash "$ROOT/bench/seed-run.sh" "${g[@]}" -b "127.0.0.1:$port" rolling_app:app ;;
     mnist) exec "$BIN" mnist --listen "127.0.0.1:$port" --drain-delay "${DRAIN}s" --stop-timeout "${STOP}s" ;;
@@ -183,6 +192,8 @@ EOF
 run_mode() {
     MODE=$1 MD=$OUT/$1
     mkdir -p "$MD"
+    QUIET_FLAGS=()
+    [[ $MODE == quiet ]] && QUIET_FLAGS=(--drain-quiet-period 3s --drain-min 5s)
     declare -gA PORT UPSTREAM PID
     local p=$PORT_BASE s
     for s in r1 r2 r3; do
@@ -228,7 +239,7 @@ run_mode() {
     ((${#SLOWPIDS[@]})) && wait "${SLOWPIDS[@]}"
     # the stopped replicas had their drain + stop timeout to finish
     for slot in r1 r2; do
-        for _ in $(seq $(((DRAIN + STOP + 5) * 10))); do kill -0 "${PID[$slot]}" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq $((($(drain) + STOP + 5) * 10))); do kill -0 "${PID[$slot]}" 2>/dev/null || break; sleep 0.1; done
     done
     stop_started
 
@@ -243,6 +254,9 @@ run_mode() {
     say "$(printf '  %-6s %6s requests, %5s failed (%s non-2xx, %s socket errors); slow requests at SIGTERM: %s of %s got 200; balancer 5xx: %s%s' \
         "$MODE" "$req" "$((non + se))" "$non" "$se" "$slow_ok" "$slow_n" "$lb5xx" \
         "$([[ $MODE == mnist ]] && echo "; wrong digits: $wrong")")"
+    # How long the upgrade took: each SIGTERMed replica's SIGTERM to exit.
+    say "$(awk '$2 == "sigterm" { t[$3] = $1 } $2 == "exit" && ($3 in t) { printf "%s%s %.1f s", (n++ ? ", " : ""), $3, $1 - t[$3] }
+        END { if (!n) printf "none" }' "$MD/events.tsv" | sed "s/^/         SIGTERM to exit: /")"
 }
 
 {
@@ -250,7 +264,7 @@ run_mode() {
     echo "host: $(uname -r), $(nproc) CPUs; loadavg before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "haproxy: $(haproxy -v | head -1 | awk '{ print $3 }'); wrk: $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), t=2 c=$CONNS ${DURATION}s; tini: $(tini --version | awk '{ print $3 }')"
     echo "modelarts-init: $BIN ($(sha256sum "$BIN" | cut -c1-12)), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "gunicorn -k gevent -w $WORKERS --keep-alive 200; drain ${DRAIN}s, stop timeout ${STOP}s (init, mnist), sleep ${DRAIN}s (runsh)"
+    echo "gunicorn -k gevent -w $WORKERS --keep-alive 200; drain ${DRAIN}s, stop timeout ${STOP}s (init, mnist), sleep ${DRAIN}s (runsh); r8/quiet: drain 60s, quiet: --drain-quiet-period 3s --drain-min 5s"
 } | while IFS= read -r l; do say "$l"; done
 printf 'mode\trequests\tfailed\tnon2xx\tsocket_errors\tslow_ok\tslow_sent\tbalancer_5xx\twrong\n' >"$OUT/results.tsv"
 say "rolling upgrade, 3 slots, r3 started, r1 and r2 SIGTERMed in turn:"

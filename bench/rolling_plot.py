@@ -30,6 +30,8 @@ TITLES = {
     "tini": "tini + gunicorn",
     "runsh": "tini + the seed's run.sh (trap TERM, sleep 5 s, kill, wait) + gunicorn",
     "mnist": "modelarts-init mnist (drain 5 s, stop timeout 5 s)",
+    "r8": "modelarts-init (R8's drain 60 s) + gunicorn",
+    "quiet": "modelarts-init (drain 60 s, --drain-quiet-period 3s --drain-min 5s) + gunicorn",
 }
 LOG_LINE = re.compile(r"^(\d+\.\d{3}) (\S+) (-?\d+) (-?\d+) (\S+) ")
 ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
@@ -53,7 +55,7 @@ def child_stop(folder, mode, slot, sigterm_at):
         for line in f:
             if mode == "runsh" and line.startswith("child-stop "):
                 return float(line.split()[1])
-            if mode in ("init", "mnist") and 'to="stopping"' in line:
+            if mode in ("init", "mnist", "r8", "quiet") and 'to="stopping"' in line:
                 m = ISO.match(line)
                 if m:
                     t = datetime.datetime.fromisoformat(m.group(1) + "+00:00")
@@ -100,7 +102,7 @@ def wrk_failed(run, mode):
 
 
 def main(run, png):
-    modes = [m for m in ("init", "tini", "runsh", "mnist") if os.path.isdir(os.path.join(run, m))]
+    modes = [m for m in TITLES if os.path.isdir(os.path.join(run, m))]
     fig, axes = plt.subplots(len(modes), 1, figsize=(11, 3.1 * len(modes)), sharex=True, squeeze=False)
     for ax, mode in zip(axes[:, 0], modes):
         folder = os.path.join(run, mode)
