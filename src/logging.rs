@@ -57,6 +57,24 @@ pub fn init(format: LogFormat, filter: &Targets) -> WorkerGuard {
     guard
 }
 
+/// How often a throttled call site may write a line.
+pub(crate) const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `tracing::$level!(...)` at most once per [`LOG_EVERY`] from this call
+/// site, for events that clients or a failing upstream cause once per
+/// request; the line carries `suppressed`, how many were left out since
+/// the one before.
+macro_rules! throttled {
+    ($level:ident, $($rest:tt)+) => {{
+        static LOG: std::sync::LazyLock<$crate::logging::Throttle> =
+            std::sync::LazyLock::new(|| $crate::logging::Throttle::new($crate::logging::LOG_EVERY));
+        if let Some(suppressed) = LOG.allow() {
+            tracing::$level!(suppressed, $($rest)+);
+        }
+    }};
+}
+pub(crate) use throttled;
+
 /// At most one line per period for an event that clients can cause at
 /// will (a refused request); the ones left out are counted and reported by
 /// the next line that is written.

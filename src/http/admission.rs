@@ -158,7 +158,7 @@ impl Admission {
 
     /// The answer to a refused request.
     pub(crate) fn refused(&self, refusal: Refusal) -> Response<Body> {
-        static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(Duration::from_secs(10)));
+        static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(crate::logging::LOG_EVERY));
         let Settings {
             max_concurrency: n,
             max_queue: m,

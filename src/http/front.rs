@@ -16,9 +16,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, HOST};
@@ -34,11 +34,7 @@ use super::{
     FrontConfig, MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
 };
 use crate::lifecycle::{Lifecycle, State};
-use crate::logging::Throttle;
-
-/// Refused requests are logged at most this often per kind (with the
-/// number left out), so that a flood cannot flood the log.
-const LOG_EVERY: Duration = Duration::from_secs(10);
+use crate::logging::throttled;
 
 /// The shared gate in front of an app.
 pub struct Front<A> {
@@ -225,11 +221,8 @@ impl<A: App> Front<A> {
         }
         let head = head_size(req);
         if head > MAX_HEADER_BYTES {
-            static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
-            if let Some(suppressed) = LOG.allow() {
-                tracing::info!(client = %peer, head_bytes = head, limit = MAX_HEADER_BYTES, suppressed,
-                    "request refused with 431: its head is over the limit");
-            }
+            throttled!(info, client = %peer, head_bytes = head, limit = MAX_HEADER_BYTES,
+                "request refused with 431: its head is over the limit");
             return Some(error(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
@@ -238,11 +231,8 @@ impl<A: App> Front<A> {
         }
         if let (Some(max), Some(len)) = (self.config.max_body, content_length(req)) {
             if len > max {
-                static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
-                if let Some(suppressed) = LOG.allow() {
-                    tracing::info!(client = %peer, content_length = len, limit = max, suppressed,
-                        "request refused with 413: its body is over --max-body");
-                }
+                throttled!(info, client = %peer, content_length = len, limit = max,
+                    "request refused with 413: its body is over --max-body");
                 return Some(too_large(max));
             }
         }
@@ -302,7 +292,7 @@ impl<A: App> Front<A> {
                 }
                 Some(Event::Timeout) => {
                     let timeout = self.config.request_timeout.unwrap_or_default();
-                    tracing::warn!(method = %method, path = %uri.path(), timeout_ms = timeout.as_millis() as u64,
+                    throttled!(warn, method = %method, path = %uri.path(), timeout_ms = timeout.as_millis() as u64,
                         "request timeout: answering 504");
                     Poll::Ready(failed(UpstreamFailure::Timeout, error(StatusCode::GATEWAY_TIMEOUT, "timeout",
                         &format!("no response within the request timeout of {} ms", timeout.as_millis()))))

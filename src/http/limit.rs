@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::conn::ConnClock;
+use super::lock;
 
 /// Descriptors kept free for the probe, the upstream pool, our logs and a
 /// new client's `GET /health`.
@@ -69,10 +70,6 @@ impl Registry {
             None => false,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A stretch of time at the limit (or of failing accepts): logged when it

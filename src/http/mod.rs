@@ -145,6 +145,13 @@ pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A mutex's guard, also after a panic while it was held: what these
+/// mutexes guard (a pool, a registry) stays usable, and a poisoned lock on
+/// the serving path would otherwise take every later request down with it.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A complete body.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

@@ -6,8 +6,6 @@
 //! metrics), 400 and 413 (the client's). Must not: retry.
 
 use std::net::SocketAddr;
-use std::sync::LazyLock;
-use std::time::Duration;
 
 use hyper::{Response, StatusCode};
 
@@ -15,17 +13,13 @@ use crate::error::Chain;
 use crate::http::client::ClientError;
 use crate::http::metrics::UpstreamFailure;
 use crate::http::{error, too_large, Body};
-use crate::logging::Throttle;
+use crate::logging::throttled;
 
 /// The client's own request body failed: a bad chunk size, or a body
 /// shorter than its Content-Length (the client went away).
 #[derive(Debug, thiserror::Error)]
 #[error("the client's request body is malformed or cut short")]
 pub(crate) struct ClientBodyError(#[source] pub(crate) hyper::Error);
-
-/// Refused bodies are logged at most this often (a client can send them at
-/// will).
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Why the upstream gave no response.
 #[derive(Debug, thiserror::Error)]
@@ -67,21 +61,16 @@ pub(super) fn upstream_error(
     peer: SocketAddr,
     max_body: Option<u64>,
 ) -> Response<Body> {
-    static CLIENTS: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(LOG_EVERY));
     match blame(e) {
         Blame::TooLarge => {
             let max = max_body.unwrap_or(0);
-            if let Some(suppressed) = CLIENTS.allow() {
-                tracing::info!(client = %peer, limit = max, suppressed,
-                    "request refused with 413: its chunked body went over --max-body");
-            }
+            throttled!(info, client = %peer, limit = max,
+                "request refused with 413: its chunked body went over --max-body");
             too_large(max)
         }
         Blame::Client(body) => {
-            if let Some(suppressed) = CLIENTS.allow() {
-                tracing::info!(client = %peer, error = %Chain(body), suppressed,
-                    "request refused with 400: the client's body is malformed or cut short");
-            }
+            throttled!(info, client = %peer, error = %Chain(body),
+                "request refused with 400: the client's body is malformed or cut short");
             error(
                 StatusCode::BAD_REQUEST,
                 "bad_request_body",
@@ -91,7 +80,7 @@ pub(super) fn upstream_error(
         Blame::Upstream => {
             let (failure, mut resp) = match e {
                 UpstreamError::Connect(_) => {
-                    tracing::warn!(error = %Chain(e), "upstream refused the connection: answering 502");
+                    throttled!(warn, error = %Chain(e), "upstream refused the connection: answering 502");
                     (UpstreamFailure::Connect, error(
                         StatusCode::BAD_GATEWAY,
                         "upstream_unavailable",
@@ -99,7 +88,7 @@ pub(super) fn upstream_error(
                     ))
                 }
                 UpstreamError::Http(_) => {
-                    tracing::warn!(error = %Chain(e), "upstream request failed: answering 502");
+                    throttled!(warn, error = %Chain(e), "upstream request failed: answering 502");
                     (
                         UpstreamFailure::Connection,
                         error(

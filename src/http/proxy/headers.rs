@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::Uri;
 
-use super::lock;
+use crate::http::lock;
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1),
 /// plus the non-standard ones proxies also drop.

@@ -31,7 +31,7 @@ mod replay;
 mod upgrade;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
@@ -172,10 +172,6 @@ impl App for Proxy {
         let body = PoolBody::new(body, sender, pool, self.stream_idle_timeout);
         Response::from_parts(parts, Body::new(body))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

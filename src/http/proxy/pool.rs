@@ -29,8 +29,8 @@ use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 
-use super::{lock, UpstreamError};
-use crate::http::{client, Body, BoxError};
+use super::UpstreamError;
+use crate::http::{client, lock, Body, BoxError};
 
 /// How long we wait for the upstream to accept a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -201,7 +201,7 @@ impl hyper::body::Body for PoolBody {
                 }
                 this.sender = None;
                 let e = StreamIdle(idle.after);
-                tracing::warn!(error = %e, "response stream cut: the client's connection is closed");
+                crate::logging::throttled!(warn, error = %e, "response stream cut: the client's connection is closed");
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             Poll::Ready(None) => {
@@ -219,7 +219,7 @@ impl hyper::body::Body for PoolBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.sender = None;
-                tracing::warn!(error = %crate::error::Chain(&e),
+                crate::logging::throttled!(warn, error = %crate::error::Chain(&e),
                     "upstream response body ended early: the client's connection is closed");
                 Poll::Ready(Some(Err(Box::new(e))))
             }
