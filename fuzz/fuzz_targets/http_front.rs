@@ -69,6 +69,11 @@ async fn serve(tx: std::sync::mpsc::Sender<SocketAddr>) {
         listen: "127.0.0.1:0".parse().unwrap(),
         health_path: "/health".into(),
         status_path: Some("/status".into()),
+        metrics_path: Some("/metrics".into()),
+        routes: Vec::new(),
+        live_path: Some("/live".into()),
+        access_log: false,
+        admission: None,
         keep_alive: Duration::from_secs(2),
         max_connections: Some(512),
         request_timeout: Some(Duration::from_secs(2)),
@@ -87,6 +92,7 @@ async fn serve(tx: std::sync::mpsc::Sender<SocketAddr>) {
         stop_signal: libc::SIGTERM,
         leftover_grace: Duration::ZERO,
         restart: restart::Policy::NEVER,
+        quiet: None,
     };
     let signals = futures_util::stream::pending();
     timeline::run(
