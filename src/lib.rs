@@ -13,6 +13,7 @@
 //! - [`model_config`]: the model's ModelArts config.json.
 //! - [`error`]: the error enum; exit codes are decided there, once.
 //! - [`logging`]: `tracing` on stdout, text or JSON, non-blocking.
+//! - [`footprint`]: only the code that runs stays resident.
 //! - [`timeline`]: the R8 stop timeline and restarts: one pure state
 //!   machine and the loop that drives it.
 //! - [`lifecycle`]: the read-only view of the timeline that everybody reads.
@@ -30,6 +31,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod footprint;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;

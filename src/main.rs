@@ -6,5 +6,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    modelarts_init::footprint::map_only_code_that_runs();
     modelarts_init::modes::main(|_| Ok(()))
 }
