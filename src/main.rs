@@ -2,6 +2,9 @@
 //! decision lives in the library (`modes::main`); this file only wires it
 //! together, with nothing plugged in: TLS is `modelarts-init-tls`'s, which
 //! this binary execs when TLS is asked for (see `http::tls`).
+//!
+//! Owns: the order of the first two calls (the footprint advice, then the
+//! library's `main`). Must not: link anything of TLS, or decide anything.
 
 use std::process::ExitCode;
 
