@@ -295,10 +295,12 @@ fn a_queued_request_whose_client_left_frees_its_place() {
         drop(c);
         wait_admission(&f, 1, 0);
     }
-    assert_eq!(
-        admission(&f)["client_gone"],
-        1,
-        "the big POST was seen leaving"
+    // The big POST can only be seen leaving by the queue; the other two by
+    // hyper or by the queue, whichever looks first (a busy machine decides).
+    let gone = admission(&f)["client_gone"].as_u64().unwrap_or(0);
+    assert!(
+        (1..=3).contains(&gone),
+        "the big POST was seen leaving: client_gone = {gone}"
     );
     // The freed place takes a new request, which is served after the busy one.
     let next = request_in_background(&f, "/work?ms=10");
