@@ -26,14 +26,77 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHENTICATE,
 ];
 
-/// Removes hop-by-hop headers and those that `Connection` names. For an
-/// upgrade, `upgrade` is the `Upgrade` value to keep, and `Connection:
-/// upgrade` is put back.
-pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
-    // `close` and `keep-alive`, the usual tokens, name nothing to remove
-    // beyond HOP_BY_HOP: no list to build for them.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+/// Headers a request must not take upstream beyond the hop-by-hop ones:
+/// `Expect` (hyper's server has already answered `100 Continue`; its
+/// client does not implement it) and `Proxy-Authorization` (meant for us).
+const REQUEST_ONLY: [HeaderName; 2] = [header::EXPECT, header::PROXY_AUTHORIZATION];
+
+/// Where `name` is in `HOP_BY_HOP` followed by `REQUEST_ONLY`, if it is:
+/// a match on the name's text, cheaper than hashing it.
+fn dropped_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        "proxy-authenticate" => 7,
+        "expect" => 8,
+        "proxy-authorization" => 9,
+        _ => return None,
+    })
+}
+
+/// Removes hop-by-hop headers and those that `Connection` names, and for a
+/// request (`request`) also [`REQUEST_ONLY`]. For an upgrade, `upgrade` is
+/// the `Upgrade` value to keep, and `Connection: upgrade` is put back.
+///
+/// On the hot path: one pass over the names finds which of these are
+/// there (usually none in a request, `Connection: keep-alive` in a
+/// response), and only those are removed; each removal costs a hash.
+pub(super) fn strip_hop_by_hop(
+    headers: &mut HeaderMap,
+    request: bool,
+    upgrade: Option<HeaderValue>,
+) {
+    let mut found = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = dropped_index(name) {
+            found |= 1 << i;
+        }
+    }
+    if !request {
+        found &= (1 << HOP_BY_HOP.len()) - 1;
+    }
+    if found & 1 != 0 {
+        remove_named(headers);
+    }
+    for (i, name) in HOP_BY_HOP.iter().chain(&REQUEST_ONLY).enumerate() {
+        if found & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Removes the headers that `Connection` names. `close` and `keep-alive`,
+/// the usual tokens, name nothing beyond `HOP_BY_HOP`: nothing to parse
+/// when they are all there is.
+fn remove_named(headers: &mut HeaderMap) {
+    let usual = |v: &HeaderValue| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+    };
+    let connection = headers.get_all(header::CONNECTION);
+    if connection.iter().all(usual) {
+        return;
+    }
+    let named: Vec<HeaderName> = connection
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -46,12 +109,8 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderVa
         })
         .filter_map(|t| HeaderName::try_from(t).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
         headers.remove(name);
-    }
-    if let Some(protocol) = upgrade {
-        headers.insert(header::UPGRADE, protocol);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
@@ -104,6 +163,9 @@ pub(super) fn origin_form(uri: &mut Uri, headers: &mut HeaderMap) -> bool {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// `X-Forwarded-For` and `X-Forwarded-Proto`.
 #[derive(Debug, Default)]
 pub(super) struct Forwarded {
@@ -118,16 +180,15 @@ impl Forwarded {
     /// (`proto`: how the client reached us) unless a proxy in front of us
     /// already did.
     pub(super) fn add(&self, headers: &mut HeaderMap, peer: IpAddr, proto: &'static str) {
-        let name = HeaderName::from_static("x-forwarded-for");
-        let value = match headers.get(&name).and_then(|v| v.to_str().ok()) {
+        let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(before) => HeaderValue::try_from(format!("{before}, {peer}")).ok(),
             None => Some(self.for_client(peer)),
         };
         if let Some(v) = value {
-            headers.insert(name, v);
+            headers.insert(X_FORWARDED_FOR, v);
         }
         headers
-            .entry(HeaderName::from_static("x-forwarded-proto"))
+            .entry(X_FORWARDED_PROTO)
             .or_insert(HeaderValue::from_static(proto));
     }
 
@@ -162,9 +223,50 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h, None);
+        strip_hop_by_hop(&mut h, false, None);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn requests_lose_expect_and_proxy_credentials() {
+        let mut h = HeaderMap::new();
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic eA=="),
+        );
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let mut response = h.clone();
+        strip_hop_by_hop(&mut h, true, None);
+        assert_eq!(h.keys().collect::<Vec<_>>(), ["x-kept"]);
+        // A response keeps what only a request must lose.
+        strip_hop_by_hop(&mut response, false, None);
+        assert_eq!(response.len(), 3);
+        assert!(!response.contains_key(header::TRANSFER_ENCODING));
+    }
+
+    #[test]
+    fn the_index_follows_the_lists() {
+        for (i, name) in HOP_BY_HOP.iter().chain(&REQUEST_ONLY).enumerate() {
+            assert_eq!(dropped_index(name), Some(i), "{name}");
+        }
+        assert_eq!(dropped_index(&header::HOST), None);
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_untouched() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.append("x-many", HeaderValue::from_static("1"));
+        h.append("x-many", HeaderValue::from_static("2"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, true, None);
+        assert_eq!(h, before);
     }
 
     #[test]
@@ -174,7 +276,7 @@ mod tests {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(wants_websocket(&h));
         let proto = h.get(header::UPGRADE).cloned();
-        strip_hop_by_hop(&mut h, proto);
+        strip_hop_by_hop(&mut h, true, proto);
         assert_eq!(h[header::UPGRADE], "websocket");
         assert_eq!(h[header::CONNECTION], "upgrade");
     }

@@ -145,9 +145,7 @@ impl App for Proxy {
         } else {
             None
         };
-        strip_hop_by_hop(&mut parts.headers, keep_upgrade);
-        parts.headers.remove(header::EXPECT);
-        parts.headers.remove(header::PROXY_AUTHORIZATION);
+        strip_hop_by_hop(&mut parts.headers, true, keep_upgrade);
         if !parts.headers.contains_key(header::HOST) {
             parts.headers.insert(header::HOST, self.host.clone());
         }
@@ -167,7 +165,7 @@ impl App for Proxy {
             Err(e) => return upstream_error(&e, peer, self.max_body),
         };
         let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers, None);
+        strip_hop_by_hop(&mut parts.headers, false, None);
         let pool = Some(self.pool.clone());
         let body = PoolBody::new(body, sender, pool, self.stream_idle_timeout);
         Response::from_parts(parts, Body::new(body))

@@ -53,7 +53,7 @@ impl Proxy {
             }
         }
         let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers, None);
+        strip_hop_by_hop(&mut parts.headers, false, None);
         let body = PoolBody::new(body, sender, None, self.stream_idle_timeout);
         Response::from_parts(parts, Body::new(body))
     }
