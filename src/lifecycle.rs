@@ -10,9 +10,15 @@
 //! message per request). Each change of state is logged once, here. Must
 //! not: decide anything. The one writer is the timeline's driver, which
 //! publishes what its machine derives (`timeline::machine`); there is no
-//! second copy of the phase anywhere.
+//! second copy of the phase anywhere but the atomic mirror of the
+//! published state that [`Lifecycle::get`] reads (written only by
+//! [`Feed::publish`], under the channel's lock): every request reads the
+//! state, and the channel's read lock is a shared write that the serving
+//! threads would otherwise bounce between their cores.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +60,16 @@ impl State {
         }
     }
 
+    const ALL: [State; 7] = [
+        State::Starting,
+        State::Ready,
+        State::Unhealthy,
+        State::Restarting,
+        State::Draining,
+        State::Stopping,
+        State::Exited,
+    ];
+
     /// True once shutdown has begun (draining or later).
     pub fn is_shutting_down(self) -> bool {
         self >= State::Draining
@@ -85,6 +101,8 @@ impl Snapshot {
 #[derive(Clone, Debug)]
 pub struct Lifecycle {
     tx: Arc<watch::Sender<Snapshot>>,
+    /// The published state, as `State as u8`.
+    state: Arc<AtomicU8>,
     verdicts: mpsc::UnboundedSender<bool>,
     started: Instant,
     arrivals: Arc<Arrivals>,
@@ -94,6 +112,7 @@ pub struct Lifecycle {
 #[derive(Debug)]
 pub struct Feed {
     tx: Arc<watch::Sender<Snapshot>>,
+    state: Arc<AtomicU8>,
     verdicts: mpsc::UnboundedReceiver<bool>,
     started: Instant,
     arrivals: Arc<Arrivals>,
@@ -115,6 +134,7 @@ struct Arrivals {
 /// A new lifecycle in state Starting, and the feed for its timeline.
 pub fn channel() -> (Lifecycle, Feed) {
     let tx = Arc::new(watch::Sender::new(Snapshot::START));
+    let state = Arc::new(AtomicU8::new(Snapshot::START.state as u8));
     let (vtx, vrx) = mpsc::unbounded_channel();
     let started = Instant::now();
     let arrivals = Arc::new(Arrivals {
@@ -124,12 +144,14 @@ pub fn channel() -> (Lifecycle, Feed) {
     });
     let view = Lifecycle {
         tx: tx.clone(),
+        state: state.clone(),
         verdicts: vtx,
         started,
         arrivals: arrivals.clone(),
     };
     let feed = Feed {
         tx,
+        state,
         verdicts: vrx,
         started,
         arrivals,
@@ -140,7 +162,7 @@ pub fn channel() -> (Lifecycle, Feed) {
 impl Lifecycle {
     /// The current state.
     pub fn get(&self) -> State {
-        self.tx.borrow().state
+        State::ALL[self.state.load(Acquire) as usize]
     }
 
     /// The current snapshot.
@@ -195,6 +217,7 @@ impl Feed {
                 );
             }
             *now = next;
+            self.state.store(next.state as u8, Release);
             true
         });
     }
@@ -221,6 +244,21 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mirror_follows_every_published_state() {
+        let (view, feed) = channel();
+        assert_eq!(view.get(), State::Starting);
+        for state in State::ALL {
+            assert_eq!(State::ALL[state as usize], state);
+            feed.publish(Snapshot {
+                state,
+                ..Snapshot::START
+            });
+            assert_eq!(view.get(), state);
+            assert_eq!(view.snapshot().state, state);
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn arrivals_are_noted_only_once_the_quiet_drain_asks() {

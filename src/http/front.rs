@@ -31,7 +31,7 @@ use super::observe::{Observer, Outcome};
 use super::probe::Answered;
 use super::{
     content_length, error, health, json, status, stopping, too_large, App, Body, Counters,
-    FrontConfig, MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
+    FrontConfig, Shard, MAX_HEADER_BYTES, PLATFORM_REQUEST_LIMIT,
 };
 use crate::lifecycle::{Lifecycle, State};
 use crate::logging::throttled;
@@ -42,6 +42,8 @@ pub struct Front<A> {
     pub(crate) lifecycle: Lifecycle,
     /// Shared with the other threads' fronts (`sibling`).
     pub(crate) counters: Arc<Counters>,
+    /// This thread's share of `counters`.
+    pub(crate) shard: Arc<Shard>,
     /// When a request last got a non-5xx answer from the app (the probe
     /// reads it); shared with the other threads' fronts.
     pub(crate) answered: Arc<Answered>,
@@ -66,10 +68,12 @@ impl<A: App> Front<A> {
             access_log: config.access_log,
         });
         let admission = config.admission.map(|a| Arc::new(Admission::new(a)));
+        let counters = Arc::<Counters>::default();
         Front {
             config,
             lifecycle,
-            counters: Arc::default(),
+            shard: counters.shard(),
+            counters,
             answered: Arc::default(),
             status,
             observer,
@@ -85,6 +89,7 @@ impl<A: App> Front<A> {
             config: self.config.clone(),
             lifecycle: self.lifecycle.clone(),
             counters: self.counters.clone(),
+            shard: self.counters.shard(),
             answered: self.answered.clone(),
             status: self.status.clone(),
             observer: self.observer.clone(),
@@ -249,8 +254,8 @@ impl<A: App> Front<A> {
         clock: &ConnClock,
         outcome: &mut Outcome,
     ) -> Response<Body> {
-        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _done = InFlight(&self.counters);
+        self.shard.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _done = InFlight(&self.shard);
         let method = req.method().clone();
         // A `Uri` clone shares its bytes: no allocation on the hot path.
         let uri = req.uri().clone();
@@ -380,7 +385,7 @@ fn valid_host(host: &[u8]) -> bool {
 }
 
 /// Decrements the in-flight counter when a request ends, however it ends.
-struct InFlight<'a>(&'a Counters);
+struct InFlight<'a>(&'a Shard);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {

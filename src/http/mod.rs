@@ -92,13 +92,51 @@ pub struct FrontConfig {
 /// JSON answer, not hyper's bare one, is what clients normally see.
 pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Counters for the status page.
+/// Counters for the status page and the metrics: one [`Shard`] per
+/// serving thread, summed when read, so that a request writes only its own
+/// thread's cache line (one shared counter bounced between the cores at
+/// every request).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    shards: std::sync::Mutex<Vec<std::sync::Arc<Shard>>>,
+}
+
+/// One serving thread's counters, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Shard {
     pub in_flight: AtomicU64,
     pub served: AtomicU64,
     /// TLS handshakes that failed or timed out.
     pub tls_failures: AtomicU64,
+}
+
+impl Counters {
+    /// A new shard, counted from now on.
+    pub(crate) fn shard(&self) -> std::sync::Arc<Shard> {
+        let shard = std::sync::Arc::<Shard>::default();
+        lock(&self.shards).push(shard.clone());
+        shard
+    }
+
+    fn sum(&self, counter: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        lock(&self.shards)
+            .iter()
+            .map(|s| counter(s).load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.sum(|s| &s.in_flight)
+    }
+
+    pub(crate) fn served(&self) -> u64 {
+        self.sum(|s| &s.served)
+    }
+
+    pub(crate) fn tls_failures(&self) -> u64 {
+        self.sum(|s| &s.tls_failures)
+    }
 }
 
 /// A body that keeps `G` (a guard: the connection's streaming mark, an

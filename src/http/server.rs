@@ -214,7 +214,7 @@ pub(crate) async fn serve<A: App>(
                             serve_connection(&builder, tls, peer, front.clone(), clock).await
                         }
                         failed => {
-                            front.counters.tls_failures.fetch_add(1, Ordering::Relaxed);
+                            front.shard.tls_failures.fetch_add(1, Ordering::Relaxed);
                             match failed {
                                 Ok(Err(e)) => {
                                     tracing::debug!(client = %peer, error = %e, "TLS handshake failed")

@@ -6,8 +6,6 @@
 //! not: be served unless asked for; it is off by default so that nothing new
 //! is exposed on the API port.
 
-use std::sync::atomic::Ordering;
-
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -67,10 +65,10 @@ impl StatusPage {
             "restarts": now.restarts,
             "last_exit": now.last_exit.map(|s| s.to_string()),
             "uptime_ms": lifecycle.started().elapsed().as_millis() as u64,
-            "requests_in_flight": counters.in_flight.load(Ordering::Relaxed),
-            "requests_served": counters.served.load(Ordering::Relaxed),
+            "requests_in_flight": counters.in_flight(),
+            "requests_served": counters.served(),
             "admission": admission,
-            "tls_failures": counters.tls_failures.load(Ordering::Relaxed),
+            "tls_failures": counters.tls_failures(),
             "tree": {
                 "processes": tree.len(),
                 "rss_bytes": tree.rss_bytes(),

@@ -92,9 +92,7 @@ impl Figures {
         let now = lifecycle.snapshot();
         Figures {
             metrics,
-            in_flight: counters
-                .in_flight
-                .load(std::sync::atomic::Ordering::Relaxed),
+            in_flight: counters.in_flight(),
             state: now.state,
             restarts: now.restarts,
             admission: admission.map(Admission::figures),
