@@ -36,7 +36,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
@@ -188,6 +188,11 @@ pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
 /// the serving path would otherwise take every later request down with it.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// No body, without an allocation (the boxed body is zero-sized).
+pub(crate) fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A complete body.

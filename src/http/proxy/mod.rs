@@ -40,7 +40,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::{error as json_error, App, Body, BoxError};
+use super::{empty, error as json_error, App, Body, BoxError};
 use error::{upstream_error, ClientBodyError, UpstreamError};
 use headers::{origin_form, strip_hop_by_hop, wants_websocket, Forwarded};
 use pool::{Pool, PoolBody};
@@ -151,11 +151,16 @@ impl App for Proxy {
         }
         self.forwarded
             .add(&mut parts.headers, peer.ip(), self.forwarded_proto);
-        // The client's own body errors are told apart from the upstream's.
-        let body = body.map_err(ClientBodyError);
-        let body: Body = match self.max_body {
-            Some(max) => Limited::new(body, max as usize).boxed(),
-            None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
+        let body: Body = if hyper::body::Body::is_end_stream(&body) {
+            // No body (a GET): nothing to stream, no allocation.
+            empty()
+        } else {
+            // The client's own body errors are told apart from the upstream's.
+            let body = body.map_err(ClientBodyError);
+            match self.max_body {
+                Some(max) => Limited::new(body, max as usize).boxed(),
+                None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
+            }
         };
         if upgrade {
             return self.upgrade(parts, body, client_upgrade, peer).await;

@@ -46,7 +46,7 @@ impl Replay {
     }
 
     pub(super) fn request(self) -> Request<Body> {
-        let mut req = Request::new(crate::http::full(""));
+        let mut req = Request::new(crate::http::empty());
         *req.method_mut() = self.method;
         *req.uri_mut() = self.uri;
         *req.headers_mut() = self.headers;
