@@ -18,6 +18,11 @@
 //! what the timer decided each time hyper polls it, which the connection's
 //! task does right after the timer fires (both live in that one task).
 //!
+//! A WebSocket tunnel (`proxy::upgrade`) outlives hyper's connection: the
+//! connection's task waits for it (see [`Tunnel`]), so that a tunnel keeps
+//! its place under `--max-connections`, is never taken for idle, and is
+//! waited for by the stop like any open connection.
+//!
 //! Rules, in the terms of R7 and R9:
 //! - a connection with no request in progress and nothing written for
 //!   `--keep-alive` (200 s) is closed; a client that has not finished its
@@ -29,7 +34,10 @@
 //! Must not: decide answers (`Front` does) or touch the lifecycle.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicU64, AtomicU8,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -87,6 +95,9 @@ pub struct ConnClock {
     evicted: AtomicBool,
     /// The client's socket, for [`ConnClock::peer_closed`]; -1 if unknown.
     socket: AtomicI32,
+    /// A tunnel (WebSocket) is open on the connection.
+    tunnel: AtomicBool,
+    tunnel_closed: tokio::sync::Notify,
 }
 
 impl ConnClock {
@@ -105,6 +116,8 @@ impl ConnClock {
             evict: tokio::sync::Notify::new(),
             evicted: AtomicBool::new(false),
             socket: AtomicI32::new(-1),
+            tunnel: AtomicBool::new(false),
+            tunnel_closed: tokio::sync::Notify::new(),
         }
     }
 
@@ -214,7 +227,8 @@ impl ConnClock {
         let busy = self.request_started.load(Relaxed) != 0
             || self.streaming.load(Relaxed)
             || self.head_pending.load(Relaxed)
-            || self.evicted.load(Relaxed);
+            || self.evicted.load(Relaxed)
+            || self.tunnel.load(Relaxed);
         (!busy).then(|| self.at(self.last_active.load(Relaxed)))
     }
 
@@ -228,6 +242,20 @@ impl ConnClock {
     /// Resolves once [`ConnClock::evict`] was called.
     pub async fn evicted(&self) {
         self.evict.notified().await
+    }
+
+    /// Resolves once no tunnel is open on the connection (at once if none
+    /// ever was).
+    pub async fn tunnel_closed(&self) {
+        loop {
+            let closed = self.tunnel_closed.notified();
+            let mut closed = std::pin::pin!(closed);
+            closed.as_mut().enable();
+            if !self.tunnel.load(Acquire) {
+                return;
+            }
+            closed.await;
+        }
     }
 
     /// Whether the child has exited (see [`ConnClock::set_exited`]).
@@ -276,6 +304,32 @@ impl ConnClock {
     /// When the timer first fires.
     pub fn first_deadline(&self) -> Instant {
         self.opened + self.tick()
+    }
+}
+
+/// The right to open a tunnel on a connection: put in an upgrade
+/// request's extensions by the connection's task, taken by the proxy.
+#[derive(Clone, Debug)]
+pub(crate) struct Tunnel(pub(crate) std::sync::Arc<ConnClock>);
+
+impl Tunnel {
+    /// The tunnel is open until the guard is dropped: the connection's
+    /// task (its slot under `--max-connections`, its place in the stop)
+    /// waits for that.
+    pub(crate) fn open(self) -> TunnelGuard {
+        self.0.tunnel.store(true, Release);
+        TunnelGuard(self.0)
+    }
+}
+
+/// Held by a tunnel's task while it runs.
+#[derive(Debug)]
+pub(crate) struct TunnelGuard(std::sync::Arc<ConnClock>);
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.0.tunnel.store(false, Release);
+        self.0.tunnel_closed.notify_waiters();
     }
 }
 

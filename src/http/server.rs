@@ -14,7 +14,10 @@
 //! service to go on, and closing idle keep-alive connections now would break
 //! the balancer's reused ones); at Stopping the listener closes, idle
 //! connections close, in-flight requests finish and are answered with
-//! `Connection: close`. Must not: answer requests itself (`Front` does).
+//! `Connection: close`. A WebSocket tunnel keeps its connection's task,
+//! and with it the connection's place under the limit and in the stop,
+//! until the tunnel closes (the child's stop closes its end). Must not:
+//! answer requests itself (`Front` does).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -27,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
-use super::conn::{ConnClock, Io, Next};
+use super::conn::{ConnClock, Io, Next, Tunnel};
 use super::limit::{Episode, Registry};
 use super::{App, Front, Guarded, MAX_HEADER_BYTES};
 use crate::error::Error;
@@ -261,8 +264,17 @@ async fn serve_connection<A, S>(
     lifecycle.mark_changed();
     let service = {
         let clock = clock.clone();
-        service_fn(move |req| {
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let (front, clock) = (front.clone(), clock.clone());
+            // An upgrade request (hyper left its OnUpgrade there) may
+            // become a tunnel that outlives hyper's connection.
+            if req
+                .extensions()
+                .get::<hyper::upgrade::OnUpgrade>()
+                .is_some()
+            {
+                req.extensions_mut().insert(Tunnel(clock.clone()));
+            }
             async move {
                 let resp = front.handle(req, peer, &clock).await;
                 clock.response_ready();
@@ -308,6 +320,8 @@ async fn serve_connection<A, S>(
             }
         }
     }
+    // hyper is done with the socket; a tunnel may still run on it.
+    clock.tunnel_closed().await;
 }
 
 /// Tells its connection's clock while an answer is being sent (kept by

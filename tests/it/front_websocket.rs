@@ -1,9 +1,11 @@
 //! WebSockets through the proxy: an echo (text and 1 MiB binary), and a
-//! socket opened before SIGTERM that keeps working through the drain.
+//! socket opened before SIGTERM that keeps working through the drain, and
+//! a tunnel that keeps its place under `--max-connections`.
 
 use serde_json::Value;
 
 use crate::front_util::*;
+use crate::http::Conn;
 use crate::util::*;
 
 /// A WebSocket echo through the proxy: text and binary messages (1 MiB)
@@ -85,4 +87,53 @@ fn websocket_keeps_working_during_the_drain() {
         after < secs(12),
         "exit {after:?} after SIGTERM (3 s delay + 2 s timeout)"
     );
+}
+
+/// A WebSocket tunnel is an open, busy connection: it keeps its place
+/// under `--max-connections` after hyper has handed the socket over (it is
+/// not idle, so not closed to make room), and its place comes free when
+/// the tunnel closes. With a limit of 1, a GET on a second connection
+/// waits in the backlog while the tunnel is open, and is answered after.
+#[test]
+fn a_websocket_tunnel_counts_as_an_open_connection() {
+    let (py, server) = (python(), py_script("ws_echo_server.py"));
+    let mut f = spawn_child(
+        "ws-limit",
+        &["--max-connections", "1"],
+        &[py.as_str(), server.as_str()],
+    );
+    f.wait_ready("/health");
+    let go = f.dir.join("go");
+    let mut client = ws_client(&format!("ws://{}/ws", f.listen), Some(&go));
+    assert!(
+        wait_until(secs(30), || client.stdout.contains("CONNECTED")),
+        "ws client never connected\n{}",
+        client.dump()
+    );
+    let mut waiting = Conn::open(f.listen).unwrap();
+    waiting
+        .send(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", f.listen).as_bytes())
+        .unwrap();
+    waiting.set_read_timeout(secs(1));
+    let mut buf = [0u8; 256];
+    match waiting.read_some(&mut buf) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+        other => panic!(
+            "a second connection was served while the tunnel held the only place: {other:?} {:?}\nfront:\n{}",
+            String::from_utf8_lossy(&buf),
+            f.run.dump()
+        ),
+    }
+    // The tunnel ends (5 echoes, then the client closes it): the waiting
+    // connection is accepted and answered.
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(client.expect_code(secs(30)), 0, "{}", client.dump());
+    waiting.set_read_timeout(secs(20));
+    let resp = waiting.read_response(false).unwrap_or_else(|e| {
+        panic!(
+            "no answer after the tunnel closed: {e}\nfront:\n{}",
+            f.run.dump()
+        )
+    });
+    assert_health_true(&resp);
 }

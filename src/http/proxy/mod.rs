@@ -40,6 +40,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
+use super::conn::Tunnel;
 use super::{empty, error as json_error, App, Body, BoxError};
 use error::{upstream_error, ClientBodyError, UpstreamError};
 use headers::{origin_form, strip_hop_by_hop, wants_websocket, Forwarded};
@@ -163,7 +164,10 @@ impl App for Proxy {
             }
         };
         if upgrade {
-            return self.upgrade(parts, body, client_upgrade, peer).await;
+            let tunnel = parts.extensions.remove::<Tunnel>();
+            return self
+                .upgrade(parts, body, client_upgrade.zip(tunnel), peer)
+                .await;
         }
         let (resp, sender) = match self.send(parts, body).await {
             Ok(sent) => sent,

@@ -2,7 +2,9 @@
 //!
 //! Owns: an upgrade request's own upstream connection, which becomes the
 //! tunnel if the upstream agrees (101), and copying bytes both ways until
-//! either side closes. Must not: pool that connection.
+//! either side closes, holding the client connection's [`Tunnel`] open
+//! meanwhile (so that it counts as an open, busy connection). Must not:
+//! pool that connection.
 
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -11,6 +13,7 @@ use super::error::{upstream_error, UpstreamError};
 use super::headers::strip_hop_by_hop;
 use super::pool::PoolBody;
 use super::Proxy;
+use crate::http::conn::Tunnel;
 use crate::http::Body;
 
 impl Proxy {
@@ -20,7 +23,7 @@ impl Proxy {
         &self,
         parts: hyper::http::request::Parts,
         body: Body,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        client_upgrade: Option<(hyper::upgrade::OnUpgrade, Tunnel)>,
         peer: std::net::SocketAddr,
     ) -> Response<Body> {
         let sent = async {
@@ -35,9 +38,13 @@ impl Proxy {
             Err(e) => return upstream_error(&e, peer, self.max_body),
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
+            if let Some((client_upgrade, tunnel)) = client_upgrade {
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                // Open before the 101 goes out, so that the connection's
+                // task sees it when hyper hands the socket over.
+                let open = tunnel.open();
                 tokio::spawn(async move {
+                    let _open = open;
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((c, u)) => {
                             let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
