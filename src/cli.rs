@@ -134,7 +134,8 @@ pub struct WrapArgs {
     pub supervisor: SupervisorArgs,
 
     /// Pure init: no HTTP listener, no port 8080 (a pure tini replacement).
-    #[arg(long, env = "MODELARTS_INIT_NO_PROXY")]
+    /// The HTTP front's flags have no effect then, and are refused.
+    #[arg(long, env = "MODELARTS_INIT_NO_PROXY", conflicts_with_all = FRONT_ARG_IDS)]
     pub no_proxy: bool,
 
     #[command(flatten)]
@@ -150,6 +151,38 @@ pub struct WrapArgs {
     #[arg(value_name = "COMMAND", trailing_var_arg = true, required = true)]
     pub command: Vec<OsString>,
 }
+
+/// The ids of every flag of [`FrontArgs`] and [`ProxyArgs`] (their field
+/// names), which `--no-proxy` refuses (a unit test checks the list is
+/// whole). Listed, because clap's conflicts with a flattened struct's
+/// group are not reliable.
+const FRONT_ARG_IDS: [&str; 25] = [
+    "listen",
+    "health_path",
+    "keep_alive",
+    "max_connections",
+    "request_timeout",
+    "max_body",
+    "tls",
+    "tls_cert",
+    "tls_key",
+    "tls_handshake_timeout",
+    "status_path",
+    "metrics_path",
+    "live_path",
+    "access_log",
+    "max_concurrency",
+    "max_queue",
+    "queue_timeout",
+    "upstream",
+    "upstream_health",
+    "probe_interval",
+    "unhealthy_after",
+    "upstream_idle_timeout",
+    "stream_idle_timeout",
+    "config",
+    "proxy_threads",
+];
 
 /// The HTTP listener on port 8080, shared by wrap and mnist modes.
 #[derive(Debug, Args, Clone)]
@@ -615,5 +648,53 @@ mod tests {
             cli.wrap.supervisor.timeline.drain_delay,
             Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn the_fronts_flags_are_refused_with_no_proxy() {
+        for flag in [
+            ["--listen", "0.0.0.0:9000"],
+            ["--upstream", "127.0.0.1:9001"],
+            ["--max-connections", "5"],
+            ["--upstream-health", "tcp"],
+        ] {
+            let e = parse([
+                "modelarts-init",
+                "--no-proxy",
+                flag[0],
+                flag[1],
+                "--",
+                "true",
+            ])
+            .unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{flag:?}"
+            );
+            assert!(e.to_string().contains(flag[0]), "{e}");
+        }
+        // The list is every flag of the front and the proxy.
+        let mut ids: Vec<String> = [
+            FrontArgs::augment_args(clap::Command::new("f")),
+            ProxyArgs::augment_args(clap::Command::new("p")),
+        ]
+        .iter()
+        .flat_map(|c| c.get_arguments().map(|a| a.get_id().to_string()))
+        .collect();
+        ids.sort();
+        let mut listed: Vec<String> = FRONT_ARG_IDS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(ids, listed);
+        // The supervisor's own flags go with it.
+        let cli = parse([
+            "modelarts-init",
+            "--no-proxy",
+            "--drain-delay",
+            "0s",
+            "--",
+            "true",
+        ]);
+        assert!(cli.unwrap().wrap.no_proxy);
     }
 }

@@ -300,10 +300,11 @@ trap 'echo $n > "$1/usr1"; exit 0' TERM
 echo ready > "$1/ready"
 while :; do sleep 0.05; done
 "#;
+    // Pure init: no front (its flags are refused with --no-proxy).
     let flags = ["--no-proxy", "--drain-delay", "30s", "--stop-timeout", "2s"];
-    let (init, dir, listen, _) = init_on_free_ports("storm", &flags);
-    let init = init.sh(script, &[dir.str()]);
-    let mut c = chaos_init(init, dir, listen);
+    let dir = TempDir::new("storm");
+    let init = Init::new().args(flags).sh(script, &[dir.str()]);
+    let mut c = chaos_init(init, dir, free_addr());
     assert!(
         wait_for_file(&c.dir.join("ready"), secs(10)).is_some(),
         "{}",

@@ -336,7 +336,6 @@ fn nonsensical_observe_and_admission_flags_exit_2() {
         &["--queue-timeout", "1s"],
         &["--max-concurrency", "0"],
         &["--drain-min", "5s"],
-        &["--no-proxy", "--drain-quiet-period", "3s"],
     ];
     for flags in cases {
         let what = flags.join(" ");

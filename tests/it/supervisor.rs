@@ -890,6 +890,18 @@ fn bad_flags_exit_2_with_one_line_message() {
             "a health path with a space",
             vec!["--health-path", "/he alth"],
         ),
+        (
+            "a front flag in pure init",
+            vec!["--no-proxy", "--listen", "0.0.0.0:9000"],
+        ),
+        (
+            "a proxy flag in pure init",
+            vec!["--no-proxy", "--upstream-health", "tcp"],
+        ),
+        (
+            "the quiet drain in pure init",
+            vec!["--no-proxy", "--drain-quiet-period", "3s"],
+        ),
     ];
     for (what, flags) in cases {
         let mut r = Init::new().args(&flags).command(child).run(secs(10));
