@@ -5,7 +5,7 @@
 //! gate every request goes through: own paths, stop gate, checks, limits,
 //! request timeout), `server` (accept loop, keep-alive, connection limit,
 //! graceful stop), `fronts` (serving threads), `conn` (a connection's
-//! clock), `proxy` (the streaming reverse proxy), `probe` (readiness of the
+//! clock), `io` (its socket as hyper sees it), `proxy` (the streaming reverse proxy), `probe` (readiness of the
 //! upstream), `health` (the `/health` answer), `status` (the opt-in status
 //! page), `client` (the one HTTP/1 client), `metrics` (the opt-in
 //! Prometheus metrics), `admission` (`--max-concurrency` and its queue),
@@ -19,6 +19,7 @@ pub(crate) mod conn;
 mod front;
 pub mod fronts;
 pub(crate) mod health;
+mod io;
 pub(crate) mod limit;
 pub(crate) mod metrics;
 mod observe;

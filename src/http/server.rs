@@ -30,7 +30,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
-use super::conn::{ConnClock, Io, Next, Tunnel};
+use super::conn::{ConnClock, Next, Tunnel};
+use super::io::Io;
 use super::limit::{Episode, Registry};
 use super::{App, Front, Guarded, MAX_HEADER_BYTES};
 use crate::error::Error;
