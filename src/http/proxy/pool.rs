@@ -133,10 +133,12 @@ pub(super) struct PoolBody {
 }
 
 /// `--stream-idle-timeout`: a timer that runs only while we wait for the
-/// upstream (not while a slow client keeps hyper from asking for more).
+/// upstream (not while a slow client keeps hyper from asking for more),
+/// made the first time we do (a body that is there at once, as most are,
+/// costs no timer).
 struct IdleCut {
     after: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     waiting: bool,
 }
 
@@ -154,7 +156,7 @@ impl PoolBody {
     ) -> PoolBody {
         let idle = idle_timeout.map(|after| IdleCut {
             after,
-            timer: Box::pin(tokio::time::sleep(after)),
+            timer: None,
             waiting: false,
         });
         let mut body = PoolBody {
@@ -191,12 +193,20 @@ impl hyper::body::Body for PoolBody {
                 let Some(idle) = &mut this.idle else {
                     return Poll::Pending;
                 };
-                if !idle.waiting {
-                    idle.waiting = true;
-                    let deadline = tokio::time::Instant::now() + idle.after;
-                    idle.timer.as_mut().reset(deadline);
-                }
-                if idle.timer.as_mut().poll(cx).is_pending() {
+                let deadline = || tokio::time::Instant::now() + idle.after;
+                let timer = match &mut idle.timer {
+                    Some(timer) => {
+                        if !idle.waiting {
+                            timer.as_mut().reset(deadline());
+                        }
+                        timer
+                    }
+                    None => idle
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline()))),
+                };
+                idle.waiting = true;
+                if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 this.sender = None;
