@@ -6,7 +6,7 @@
 
 use image::DynamicImage;
 
-use super::pool::{give, take};
+use super::pool::{give, take_dirty};
 
 /// A grey image in [0, 1] (row-major, `data.len() == width * height`).
 #[derive(Clone, Debug, PartialEq)]
@@ -47,12 +47,13 @@ impl Grey {
         &self.data[row * self.width..(row + 1) * self.width]
     }
 
-    /// A `width x height` image of `value` in a recycled buffer.
-    pub(crate) fn pooled(width: usize, height: usize, value: f32) -> Grey {
+    /// A `width x height` image in a recycled buffer, to be overwritten
+    /// before it is read (`pool::take_dirty`).
+    pub(crate) fn pooled_dirty(width: usize, height: usize) -> Grey {
         Grey {
             width,
             height,
-            data: take(width * height, value),
+            data: take_dirty(width * height),
         }
     }
 }
@@ -72,7 +73,7 @@ impl Drop for Grey {
 /// if some grey exceeds 1.
 pub fn load_grey(image: &DynamicImage) -> Grey {
     let src = GreyRows::new(image);
-    let mut g = Grey::pooled(src.width, src.height, 0.0);
+    let mut g = Grey::pooled_dirty(src.width, src.height);
     if src.width > 0 {
         for (y, row) in g.data.chunks_exact_mut(src.width).enumerate() {
             src.row(y, row);

@@ -8,7 +8,7 @@ use image::DynamicImage;
 
 use super::filters::{box_blur_rows, closing_cropped};
 use super::grey::GreyRows;
-use super::pool::{give, Buf};
+use super::pool::Buf;
 use super::resize::resize_rows;
 use super::*;
 
@@ -103,14 +103,15 @@ fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
     let dmax = dmax as f64;
     let t = otsu(&d, OTSU_BINS, dmax).max(MIN_THRESHOLD * dmax);
     trace.threshold = t;
-    let mask: Vec<bool> = d.iter().map(|&v| v as f64 > t).collect();
+    let mut mask = Buf::dirty(wh * ww);
+    for (m, &v) in mask.iter_mut().zip(d.iter()) {
+        *m = u8::from(v as f64 > t);
+    }
 
-    let comps = components(&mask, wh, ww);
-    let selected = select(&comps, wh, ww, trace);
-    give(comps.labels);
-    let (kept, kbox) = selected?;
+    let comps = components(&mut mask, wh, ww);
+    let (kept, kbox) = select(&comps, wh, ww, trace)?;
 
-    let ink = ink_image(&d, &kept, kbox, t, (wh, ww), trace);
+    let ink = ink_image(&d, &comps, &kept, kbox, t, (wh, ww), trace);
     let (cy, cx, s) = centre(&ink, kbox, trace);
     let mut out = resample(&ink, (wh, ww), (cy, cx), s);
 
@@ -125,16 +126,22 @@ fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
 /// Step 3: the heavier tail of the high-pass h = g - blur is the ink; light
 /// ink on dark is inverted.
 fn polarity(g: &mut Grey, trace: &mut Trace) {
-    let mut skew = 0f64;
+    // four partial sums: numpy's order is its own (pairwise) anyway, and
+    // only the sign is taken
+    let mut skew = [0f64; 4];
     box_blur_rows(g, POL_RADIUS, |y, blur| {
-        skew += g
-            .row(y)
-            .iter()
-            .zip(blur)
-            .map(|(&v, &b)| (v as f64 - b).powi(3))
-            .sum::<f64>();
+        let (row, mut quads) = (g.row(y), blur.chunks_exact(4));
+        for (v, b) in row.chunks_exact(4).zip(quads.by_ref()) {
+            for k in 0..4 {
+                skew[k] += (v[k] as f64 - b[k]).powi(3);
+            }
+        }
+        let done = blur.len() - quads.remainder().len();
+        for (&v, &b) in row[done..].iter().zip(quads.remainder()) {
+            skew[0] += (v as f64 - b).powi(3);
+        }
     });
-    trace.light_ink = skew > 0.0;
+    trace.light_ink = skew.iter().sum::<f64>() > 0.0;
     if trace.light_ink {
         g.data.iter_mut().for_each(|v| *v = 1.0 - *v);
     }
@@ -146,25 +153,34 @@ fn ink_strength(g: &Grey) -> (Buf<f32>, f32) {
     let p = 2 * BG_RADIUS;
     // = min_filter(max_filter(pad_odd(g, p), r), r)[p:-p, p:-p], exactly
     let bg = closing_cropped(&pad_odd(g, p), BG_RADIUS);
-    let mut d = Buf::new(g.height * g.width, 0f32);
-    let mut dmax = 0f32;
+    let mut d = Buf::dirty(g.height * g.width);
     for ((o, &b), &v) in d.iter_mut().zip(&bg.data).zip(&g.data) {
         let (b, v) = (b as f64, v as f64);
-        *o = ((b - v) / b.max(BG_FLOOR)).clamp(0.0, 1.0) as f32;
-        dmax = if *o > dmax { *o } else { dmax };
+        // (the forms that compile to maxpd/minpd: no NaN here)
+        let den = if b > BG_FLOOR { b } else { BG_FLOOR };
+        let q = (b - v) / den;
+        *o = (if q < 0.0 {
+            0.0
+        } else if q > 1.0 {
+            1.0
+        } else {
+            q
+        }) as f32;
     }
+    // d >= 0: its largest value has the largest bits (a vectorised max)
+    let dmax = f32::from_bits(d.iter().fold(0u32, |m, &v| m.max(v.to_bits())));
     (d, dmax)
 }
 
 /// Step 6: prefer components off the border; keep the largest and its
-/// neighbours. Returns the kept pixels and their box (the union of the
-/// kept components' boxes, step 8's box), or None if no digit.
+/// neighbours. Returns the kept components and their box (the union of
+/// their boxes, step 8's box), or None if no digit.
 fn select(
     comps: &Components,
     wh: usize,
     ww: usize,
     trace: &mut Trace,
-) -> Option<(Vec<bool>, [usize; 4])> {
+) -> Option<(Vec<usize>, [usize; 4])> {
     let n = comps.areas.len();
     trace.n_components = n;
     if n == 0 {
@@ -193,14 +209,14 @@ fn select(
     }
     let bb = boxes[big];
     let side = (bb[2] - bb[0] + 1).max(bb[3] - bb[1] + 1);
-    let mut keep_label = vec![false; n + 1];
+    let mut kept = Vec::new();
     let mut kbox = bb;
     for &i in &cand {
         if i == big
             || (areas[i] as f64 >= KEEP_AREA * areas[big] as f64
                 && box_gap(&boxes[i], &bb) as f64 <= KEEP_GAP * side as f64)
         {
-            keep_label[i + 1] = true;
+            kept.push(i);
             trace.kept += 1;
             let b = boxes[i];
             kbox = [
@@ -211,11 +227,6 @@ fn select(
             ];
         }
     }
-    let kept = comps
-        .labels
-        .iter()
-        .map(|&l| keep_label[l as usize])
-        .collect();
     Some((kept, kbox))
 }
 
@@ -232,26 +243,45 @@ struct Ink {
 /// HI_PERCENTILE, near the kept pixels only.
 fn ink_image(
     d: &[f32],
-    kept: &[bool],
+    comps: &Components,
+    kept: &[usize],
     kbox: [usize; 4],
     t: f64,
     (wh, ww): (usize, usize),
     trace: &mut Trace,
 ) -> Ink {
     let mut kept_d = Buf::new(0, 0f32);
-    kept_d.extend(d.iter().zip(kept).filter(|(_, &k)| k).map(|(&v, _)| v));
+    for &i in kept {
+        kept_d.extend(comps.pixels_of(i).iter().map(|&p| d[p as usize]));
+    }
     let hi = percentile(&mut kept_d, HI_PERCENTILE);
     trace.hi = hi;
     let lo = LO_FRACTION * t;
     let den = (hi - lo).max(1e-6);
-    let near = dilate(kept, wh, ww, KEEP_DILATE);
+    // The ink region: the kept box grown by KEEP_DILATE (clipped), where
+    // `near` (the kept pixels dilated) can be true.
     let rows = kbox[0].saturating_sub(KEEP_DILATE)..(kbox[2] + KEEP_DILATE + 1).min(wh);
     let cols = kbox[1].saturating_sub(KEEP_DILATE)..(kbox[3] + KEEP_DILATE + 1).min(ww);
     let rw = cols.len();
-    let mut v = Buf::new(rows.len() * rw, 0f64);
-    for (y, orow) in rows.clone().zip(v.chunks_exact_mut(rw)) {
+    let mut region = vec![false; rows.len() * rw];
+    for &i in kept {
+        for &p in comps.pixels_of(i) {
+            let (y, x) = (p as usize / ww, p as usize % ww);
+            region[(y - rows.start) * rw + x - cols.start] = true;
+        }
+    }
+    // the same as dilating the whole image, then cropping: no kept pixel
+    // lies outside the region, and its edges are the image's or farther
+    // than KEEP_DILATE from every kept pixel
+    let near = dilate(&region, rows.len(), rw, KEEP_DILATE);
+    let mut v = Buf::dirty(rows.len() * rw);
+    for ((y, orow), nrow) in rows
+        .clone()
+        .zip(v.chunks_exact_mut(rw))
+        .zip(near.chunks_exact(rw))
+    {
         let span = y * ww + cols.start..y * ww + cols.end;
-        for ((o, &dv), &m) in orow.iter_mut().zip(&d[span.clone()]).zip(&near[span]) {
+        for ((o, &dv), &m) in orow.iter_mut().zip(&d[span]).zip(nrow) {
             *o = if m {
                 ((dv as f64 - lo) / den).clamp(0.0, 1.0)
             } else {
