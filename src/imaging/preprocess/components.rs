@@ -70,7 +70,7 @@ pub fn components(mask: &mut [u8], h: usize, w: usize) -> Components {
 
 /// The first non-zero byte of `mask` at or after `from`, eight at a time.
 fn next_set(mask: &[u8], mut from: usize) -> Option<usize> {
-    while from < mask.len() && from % 8 != 0 {
+    while from < mask.len() && !from.is_multiple_of(8) {
         if mask[from] != 0 {
             return Some(from);
         }

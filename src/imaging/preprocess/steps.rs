@@ -159,13 +159,7 @@ fn ink_strength(g: &Grey) -> (Buf<f32>, f32) {
         // (the forms that compile to maxpd/minpd: no NaN here)
         let den = if b > BG_FLOOR { b } else { BG_FLOOR };
         let q = (b - v) / den;
-        *o = (if q < 0.0 {
-            0.0
-        } else if q > 1.0 {
-            1.0
-        } else {
-            q
-        }) as f32;
+        *o = q.clamp(0.0, 1.0) as f32;
     }
     // d >= 0: its largest value has the largest bits (a vectorised max)
     let dmax = f32::from_bits(d.iter().fold(0u32, |m, &v| m.max(v.to_bits())));
