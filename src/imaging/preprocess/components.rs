@@ -30,6 +30,7 @@ impl Components {
 /// Step 6: 8-connected components of `mask` (`h` x `w`, non-zero = ink),
 /// by a breadth-first flood fill started at each unvisited pixel in raster
 /// order; `mask` is cleared on the way (it marks the visited pixels).
+#[inline(always)]
 pub fn components(mask: &mut [u8], h: usize, w: usize) -> Components {
     assert_eq!(mask.len(), h * w, "components: mask size");
     let mut c = Components {
@@ -102,6 +103,7 @@ pub fn box_gap(a: &[usize; 4], b: &[usize; 4]) -> usize {
 
 /// Step 7: `max_filter` of a 0/1 mask (`h` x `w`): true within `r` px
 /// (square window) of a true pixel.
+#[inline(always)]
 pub fn dilate(mask: &[bool], h: usize, w: usize, r: usize) -> Vec<bool> {
     let mut rows = vec![false; h * w];
     for y in 0..h {

@@ -24,6 +24,7 @@ pub fn box_blur(a: &Grey, r: usize) -> Grey {
 /// `box_blur`, one output row at a time (`visit(y, row)`, in f64): running
 /// column sums over the window's rows, then prefix sums along the row
 /// (in four independent runs, joined after: a quarter of the latency).
+#[inline(always)]
 pub(crate) fn box_blur_rows(a: &Grey, r: usize, mut visit: impl FnMut(usize, &[f64])) {
     let (h, w) = (a.height, a.width);
     if w == 0 {
@@ -38,7 +39,7 @@ pub(crate) fn box_blur_rows(a: &Grey, r: usize, mut visit: impl FnMut(usize, &[f
     for (x, v) in inv.iter_mut().enumerate() {
         *v = 1.0 / ((x + r + 1).min(w) - x.saturating_sub(r)) as f64;
     }
-    let quarter = w.div_ceil(4).max(1);
+    let quarter = w / 4;
     let (mut lo, mut hi) = (0, 0);
     for y in 0..h {
         let (new_lo, new_hi) = (y.saturating_sub(r), (y + r + 1).min(h));
@@ -55,24 +56,25 @@ pub(crate) fn box_blur_rows(a: &Grey, r: usize, mut visit: impl FnMut(usize, &[f
             lo += 1;
         }
         let inv_count = 1.0 / (hi - lo) as f64;
-        // pre[x + 1] = sum of col[..=x] * inv_count: each quarter from 0,
-        // in step, then each shifted by the sum of the ones before it
+        // pre[x + 1] = sum of col[..=x] * inv_count: four runs from 0 (the
+        // quarters; the last one takes the remainder), in step, then each
+        // shifted by the sum of the ones before it
         let (p, c) = (&mut pre[1..], &col[..]);
         let mut acc = [0f64; 4];
         for k in 0..quarter {
             for q in 0..4 {
-                if let Some(&v) = c.get(q * quarter + k) {
-                    acc[q] += v * inv_count;
-                    p[q * quarter + k] = acc[q];
-                }
+                acc[q] += c[q * quarter + k] * inv_count;
+                p[q * quarter + k] = acc[q];
             }
         }
-        for q in 1..4 {
-            let start = (q * quarter).min(w);
-            let shift = p[start - 1];
-            p[start..((q + 1) * quarter).min(w)]
-                .iter_mut()
-                .for_each(|v| *v += shift);
+        for k in 4 * quarter..w {
+            acc[3] += c[k] * inv_count;
+            p[k] = acc[3];
+        }
+        for q in (1..4).filter(|_| quarter > 0) {
+            let shift = p[q * quarter - 1];
+            let end = if q == 3 { w } else { (q + 1) * quarter };
+            p[q * quarter..end].iter_mut().for_each(|v| *v += shift);
         }
         // windows [x - r, x + r] clipped to [0, w): pre[u] - pre[l]; the
         // unclipped middle ones as whole slices
@@ -107,16 +109,15 @@ fn minmax<const MAX: bool>(a: &Grey, r: usize) -> Grey {
     } else {
         f32::INFINITY
     };
-    let mut s = Scratch::default();
     // Clipped windows = valid windows over r identity values at each end.
     let mut padded = Buf::new((h + 2 * r) * w, ident);
     padded[r * w..(r + h) * w].copy_from_slice(&a.data);
     let mut rows = Buf::dirty(h * w);
-    vhgw_valid::<MAX>(&padded, h + 2 * r, w, r, &mut rows, &mut s);
+    vhgw_valid::<MAX>(&padded, h + 2 * r, w, r, &mut rows);
     let mut t = Buf::new((w + 2 * r) * h, ident);
     transpose(&rows, h, w, &mut t[r * h..(r + w) * h]);
     let mut cols = Buf::dirty(w * h);
-    vhgw_valid::<MAX>(&t, w + 2 * r, h, r, &mut cols, &mut s);
+    vhgw_valid::<MAX>(&t, w + 2 * r, h, r, &mut cols);
     let mut out = Grey::pooled_dirty(w, h);
     transpose(&cols, w, h, &mut out.data);
     out
@@ -126,18 +127,18 @@ fn minmax<const MAX: bool>(a: &Grey, r: usize) -> Grey {
 /// `min_filter(max_filter(a, r), r)` there (its windows never reach the
 /// padded image's edge, so no clipping). Column passes: van Herk/Gil-Werman
 /// over whole rows; row passes: `window_along_rows`, no transposes.
+#[inline(always)]
 pub(crate) fn closing_cropped(a: &Grey, r: usize) -> Grey {
     let (h, w) = (a.height, a.width);
     assert!(
         h > 4 * r && w > 4 * r,
         "closing_cropped: image smaller than the padding"
     );
-    let mut s = Scratch::default();
     let (h1, w2, h2) = (h - 2 * r, w - 4 * r, h - 4 * r);
     let mut x = Buf::dirty(h1 * w);
     let mut y = Buf::new(h1 * w, 0f32);
     // max along columns (rows r .. h-r), then along rows
-    vhgw_valid::<true>(&a.data, h, w, r, &mut x, &mut s);
+    vhgw_valid::<true>(&a.data, h, w, r, &mut x);
     window_along_rows::<true>(&mut x, &mut y, r);
     // min along rows (valid columns: 0 .. w1 - 2r = w2), then along columns
     window_along_rows::<false>(&mut x, &mut y, r);
@@ -145,7 +146,7 @@ pub(crate) fn closing_cropped(a: &Grey, r: usize) -> Grey {
         dst.copy_from_slice(&src[..w2]);
     }
     let mut out = Grey::pooled_dirty(w2, h2);
-    vhgw_valid::<false>(&y[..h1 * w2], h1, w2, r, &mut out.data, &mut s);
+    vhgw_valid::<false>(&y[..h1 * w2], h1, w2, r, &mut out.data);
     out
 }
 
@@ -156,6 +157,7 @@ pub(crate) fn closing_cropped(a: &Grey, r: usize) -> Grey {
 /// in the next row and must not be read. Log-doubling: `op` over windows
 /// of 1, 2, 4, ... px, then of two overlapping ones; each pass is one
 /// elementwise op of two shifted slices (exact, as max and min are).
+#[inline(always)]
 fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usize) {
     let (win, n) = (2 * r + 1, plane.len());
     let mut shifts = Vec::with_capacity(8);
@@ -196,21 +198,6 @@ fn transpose(src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
     }
 }
 
-/// Buffers of the van Herk/Gil-Werman filter, reused across passes.
-struct Scratch {
-    g: Buf<f32>,
-    h: Buf<f32>,
-}
-
-impl Default for Scratch {
-    fn default() -> Scratch {
-        Scratch {
-            g: Buf::new(0, 0.0),
-            h: Buf::new(0, 0.0),
-        }
-    }
-}
-
 #[inline(always)]
 fn op<const MAX: bool>(a: f32, b: f32) -> f32 {
     // (no NaN here) the forms that compile to maxps/minps
@@ -232,23 +219,17 @@ fn op<const MAX: bool>(a: f32, b: f32) -> f32 {
 /// i in 0 .. n - 2r, per lane, whole rows at a time. Van Herk/Gil-Werman:
 /// about three comparisons per value whatever `r` (running op from each
 /// block's start, `g`, and from its end, `h`, in blocks of the window).
-fn vhgw_valid<const MAX: bool>(
-    src: &[f32],
-    n: usize,
-    lanes: usize,
-    r: usize,
-    out: &mut [f32],
-    s: &mut Scratch,
-) {
+#[inline(always)]
+fn vhgw_valid<const MAX: bool>(src: &[f32], n: usize, lanes: usize, r: usize, out: &mut [f32]) {
     let win = 2 * r + 1;
     assert!(n >= win && src.len() == n * lanes && out.len() == (n - 2 * r) * lanes);
     if r == 0 {
         out.copy_from_slice(src);
         return;
     }
-    s.g.resize(n * lanes, 0.0);
-    s.h.resize(n * lanes, 0.0);
-    let (g, h) = (&mut s.g.0[..n * lanes], &mut s.h.0[..n * lanes]);
+    // every row of both is written before it is read
+    let (mut g, mut h) = (Buf::dirty(n * lanes), Buf::dirty(n * lanes));
+    let (g, h) = (&mut g[..], &mut h[..]);
     let row = |j: usize| j * lanes..(j + 1) * lanes;
     for b in (0..n).step_by(win) {
         let end = (b + win).min(n);
@@ -279,6 +260,7 @@ fn vhgw_valid<const MAX: bool>(
 /// edge pixels: row -k (k = 1..p) = 2 * row[0] - row[min(k, H-1)], same at
 /// the bottom and for columns (rows first, then the columns of the
 /// row-padded array).
+#[inline(always)]
 pub fn pad_odd(a: &Grey, p: usize) -> Grey {
     let (h, w) = (a.height, a.width);
     let hp = h + 2 * p;

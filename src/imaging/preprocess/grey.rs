@@ -197,6 +197,7 @@ impl<'a> GreyRows<'a> {
     }
 
     /// Grey row `y` into `out` (`width` values).
+    #[inline(always)]
     pub(crate) fn row(&self, y: usize, out: &mut [f32]) {
         let w = self.width;
         let luts = &self.luts;

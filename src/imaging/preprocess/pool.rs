@@ -43,20 +43,23 @@ pub(crate) fn take<T: Pooled>(len: usize, fill: T) -> Vec<T> {
     v
 }
 
-/// A recycled buffer of capacity >= `len` when one is free (with `filled`,
-/// first one that already holds `len` values: nothing to fill), as it was.
+/// A recycled buffer, as it was: of capacity >= `len` when one is free,
+/// or with `filled`, the one with the fewest values to add to hold `len`.
 fn take_any<T: Pooled>(len: usize, filled: bool) -> Vec<T> {
     T::with_pool(|pool| {
-        let holds = (0..pool.len())
-            .filter(|&i| filled && pool[i].len() >= len)
-            .min_by_key(|&i| pool[i].len());
-        let fit = holds
-            .or_else(|| {
-                (0..pool.len())
-                    .filter(|&i| pool[i].capacity() >= len)
-                    .min_by_key(|&i| pool[i].capacity())
-            })
-            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+        let fit = if filled {
+            // the least to fill: the shortest that holds `len` values, else
+            // the longest
+            (0..pool.len())
+                .filter(|&i| pool[i].len() >= len)
+                .min_by_key(|&i| pool[i].len())
+                .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()))
+        } else {
+            (0..pool.len())
+                .filter(|&i| pool[i].capacity() >= len)
+                .min_by_key(|&i| pool[i].capacity())
+                .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()))
+        };
         fit.map(|i| pool.swap_remove(i))
     })
     .flatten()

@@ -93,6 +93,7 @@ pub fn resize(a: &Grey, out_h: usize, out_w: usize) -> Grey {
 /// `resize` of the `h x w` image whose row y `fill(y, row)` writes: rows
 /// first (saxpy over whole rows, each input row read once into a ring of
 /// the filter's height), then columns.
+#[inline(always)]
 pub(crate) fn resize_rows(
     h: usize,
     w: usize,
@@ -160,6 +161,7 @@ pub(crate) fn resize_rows(
 /// zero weights to `K`, so that the inner loop has a fixed length; the
 /// zero terms come last and add exactly nothing (every product is >= 0),
 /// so the sums are those of `columns_any`, bit for bit.
+#[inline(always)]
 fn columns<const K: usize>(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
     let out_w = out.width;
     let mut wx = vec![0f32; out_w * K];
@@ -183,6 +185,7 @@ fn columns<const K: usize>(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
 }
 
 /// The column pass of `resize_rows`, any number of taps.
+#[inline(always)]
 fn columns_any(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
     let out_w = out.width;
     let wx: Vec<f32> = mx.weights.iter().map(|&v| v as f32).collect();

@@ -10,6 +10,7 @@ use super::filters::{box_blur_rows, closing_cropped};
 use super::grey::GreyRows;
 use super::pool::Buf;
 use super::resize::resize_rows;
+use super::wide;
 use super::*;
 
 /// What the pipeline decided (Python's `debug` dict), for tests and logs.
@@ -37,6 +38,23 @@ pub struct Trace {
 /// bit, but step 1 is done row by row inside step 2's resize, so a big
 /// photo is never copied at full size.
 pub fn preprocess(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
+    #[cfg(target_arch = "x86_64")]
+    if wide::avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { preprocess_avx2(image) };
+    }
+    preprocess_here(image)
+}
+
+/// `preprocess` compiled for AVX2 (`wide`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn preprocess_avx2(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
+    preprocess_here(image)
+}
+
+#[inline(always)]
+fn preprocess_here(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
     let src = GreyRows::new(image);
     let (wh, ww) = work_size(src.height, src.width)?;
     let g = resize_rows(src.height, src.width, wh, ww, |y, row| src.row(y, row));
@@ -51,6 +69,23 @@ pub fn preprocess_grey(grey: &Grey) -> Option<[f32; OUT * OUT]> {
 
 /// `preprocess_grey`, also recording its decisions in `trace`.
 pub fn preprocess_grey_traced(grey: &Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
+    #[cfg(target_arch = "x86_64")]
+    if wide::avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { grey_avx2(grey, trace) };
+    }
+    grey_here(grey, trace)
+}
+
+/// `preprocess_grey_traced` compiled for AVX2 (`wide`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn grey_avx2(grey: &Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
+    grey_here(grey, trace)
+}
+
+#[inline(always)]
+fn grey_here(grey: &Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
     let (wh, ww) = work_size(grey.height, grey.width)?;
     steps_3_to_10(resize(grey, wh, ww), trace)
 }
@@ -89,6 +124,7 @@ pub fn working_memory(h: usize, w: usize) -> u64 {
 pub const STEPS_MEMORY: u64 = 12 * 188 * 444 * 8;
 
 /// Steps 3-10 on the working-size grey image.
+#[inline(always)]
 fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
     trace.work = (g.height, g.width);
     polarity(&mut g, trace);
@@ -125,6 +161,7 @@ fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
 
 /// Step 3: the heavier tail of the high-pass h = g - blur is the ink; light
 /// ink on dark is inverted.
+#[inline(always)]
 fn polarity(g: &mut Grey, trace: &mut Trace) {
     // four partial sums: numpy's order is its own (pairwise) anyway, and
     // only the sign is taken
@@ -149,6 +186,7 @@ fn polarity(g: &mut Grey, trace: &mut Trace) {
 
 /// Step 4: the background (closing of the point-reflected image) and the
 /// ink strength d against it; returns d and its maximum.
+#[inline(always)]
 fn ink_strength(g: &Grey) -> (Buf<f32>, f32) {
     let p = 2 * BG_RADIUS;
     // = min_filter(max_filter(pad_odd(g, p), r), r)[p:-p, p:-p], exactly
@@ -169,6 +207,7 @@ fn ink_strength(g: &Grey) -> (Buf<f32>, f32) {
 /// Step 6: prefer components off the border; keep the largest and its
 /// neighbours. Returns the kept components and their box (the union of
 /// their boxes, step 8's box), or None if no digit.
+#[inline(always)]
 fn select(
     comps: &Components,
     wh: usize,
@@ -235,6 +274,7 @@ struct Ink {
 
 /// Step 7: d mapped to [0, 1] between LO_FRACTION * t and the kept pixels'
 /// HI_PERCENTILE, near the kept pixels only.
+#[inline(always)]
 fn ink_image(
     d: &[f32],
     comps: &Components,
@@ -288,6 +328,7 @@ fn ink_image(
 
 /// Step 8: the scale that makes the box's longer side BOX px, and the ink's
 /// centre of mass: (row, col, scale).
+#[inline(always)]
 fn centre(ink: &Ink, kbox: [usize; 4], trace: &mut Trace) -> (f64, f64, f64) {
     let l = (kbox[2] - kbox[0] + 1).max(kbox[3] - kbox[1] + 1);
     let s = BOX / l as f64;
@@ -311,6 +352,7 @@ fn centre(ink: &Ink, kbox: [usize; 4], trace: &mut Trace) -> (f64, f64, f64) {
 
 /// Step 9: resample the ink into 28x28 around the centre of mass (zeros
 /// outside the working image).
+#[inline(always)]
 fn resample(ink: &Ink, (wh, ww): (usize, usize), (cy, cx): (f64, f64), s: f64) -> [f64; OUT * OUT] {
     let grid = |c: f64| -> Vec<f64> { (0..OUT).map(|i| c + (i as f64 - COM) / s).collect() };
     let my = resample_matrix(wh, &grid(cy), 1.0 / s, false);
@@ -443,6 +485,30 @@ mod tests {
             }
         }
         assert_eq!(preprocess_grey(&Grey::filled(0, 0, 0.0)), None);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_copy_computes_the_baseline_bit_for_bit() {
+        if !super::wide::avx2() {
+            return;
+        }
+        for (w, h) in [(279, 212), (900, 700), (40, 300), (2000, 60)] {
+            let ring = photo(w, h);
+            let grey = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+                image::Luma([(ring.get(y as usize, x as usize) * 255.0 + 0.5) as u8])
+            });
+            let image = DynamicImage::ImageLuma8(grey);
+            // SAFETY: the CPU has AVX2, checked above.
+            let wide = unsafe { preprocess_avx2(&image) };
+            assert!(wide.is_some(), "{w}x{h}");
+            assert_eq!(wide, preprocess_here(&image), "{w}x{h}");
+            let (mut ta, mut tb) = (Trace::default(), Trace::default());
+            // SAFETY: as above.
+            let wide = unsafe { grey_avx2(&ring, &mut ta) };
+            assert_eq!(wide, grey_here(&ring, &mut tb), "{w}x{h}");
+            assert_eq!(ta, tb);
+        }
     }
 
     #[test]

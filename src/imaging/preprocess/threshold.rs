@@ -3,92 +3,48 @@
 //! Owns: numpy's histogram binning (bit for bit, edges included) and
 //! `np.percentile`'s default interpolation. Must not: allocate per value.
 
-/// Step 5's histogram (numpy's binning: bin i is [edge i, edge i+1), the
-/// last one closed).
+/// Step 5's histogram, numpy's binning bit for bit: bin i is [edge i,
+/// edge i+1), the last one closed, with edge i = i * (vmax / bins); like
+/// numpy, an estimate of the bin (off by at most one) corrected by one
+/// step against the edges. Two passes: the bins of a block of values
+/// (arithmetic only, vectorised), then their counts.
+#[inline(always)]
 fn otsu_histogram(values: &[f32], bins: usize, vmax: f64) -> Vec<u32> {
-    // numpy: bin i holds edge[i] <= v < edge[i+1] (the last bin also v ==
-    // vmax), with edge[i] = i * (vmax / bins) and edge[bins] = vmax.
     let step = vmax / bins as f64;
-    let edges: Vec<f64> = (0..=bins)
-        .map(|i| if i == bins { vmax } else { i as f64 * step })
-        .collect();
-    // Every value is an f32: bin i holds the f32s from the smallest one
-    // >= edge i, and non-negative f32s order as their bits do.
-    let from: Vec<u32> = edges
-        .iter()
-        .map(|&e| {
-            let f = e as f32;
-            let f = if (f as f64) < e {
-                f32::from_bits(f.to_bits() + 1)
-            } else {
-                f
-            };
-            f.max(0.0).to_bits()
-        })
-        .collect();
-    // v * scale in f32 is within some 1e-5 of a bin of v / step, so the
-    // bin is that estimate or a neighbour: one branch-free check against
-    // each of its edges (i32, not usize: one instruction each way)
-    let scale = (bins as f64 / vmax) as f32;
+    let scale = bins as f64 / vmax;
     let last = bins as i32 - 1;
     // four interleaved counts per bin (runs of equal bins do not wait on
     // each other's increments), and a bin past the last for the values
     // outside [0, vmax], which are not counted
     let mut counts = vec![[0u32; 4]; bins + 1];
-    let valid = |v: f32| v >= 0.0 && v as f64 <= vmax;
-    // (a vectorised pass; the steps' values are all valid)
-    let all_valid = values.iter().fold(true, |ok, &v| ok & valid(v));
-    let b = Binning {
-        from: &from,
-        scale,
-        last,
-        vmax,
-        all_valid,
-    };
-    let mut quads = values.chunks_exact(4);
-    for q in quads.by_ref() {
-        let i = [b.bin(q[0]), b.bin(q[1]), b.bin(q[2]), b.bin(q[3])];
-        counts[i[0]][0] += 1;
-        counts[i[1]][1] += 1;
-        counts[i[2]][2] += 1;
-        counts[i[3]][3] += 1;
-    }
-    for &v in quads.remainder() {
-        counts[b.bin(v)][0] += 1;
-    }
-    counts[..bins].iter().map(|c| c.iter().sum()).collect()
-}
-
-/// `otsu_histogram`'s bin of one value.
-struct Binning<'a> {
-    /// Bits of the smallest f32 >= each edge.
-    from: &'a [u32],
-    scale: f32,
-    last: i32,
-    vmax: f64,
-    /// Every value is in [0, vmax] (no check per value).
-    all_valid: bool,
-}
-
-impl Binning<'_> {
-    /// The bin of `v`, or `last + 1` (not counted) outside [0, vmax].
-    #[inline(always)]
-    fn bin(&self, v: f32) -> usize {
-        let bits = (v + 0.0).to_bits(); // -0.0 as 0.0
-        let mut i = ((v * self.scale) as i32).clamp(0, self.last);
-        i -= i32::from(bits < self.from[i as usize]);
-        i += i32::from((bits >= self.from[i as usize + 1]) & (i < self.last));
-        if self.all_valid || (v >= 0.0 && v as f64 <= self.vmax) {
-            i as usize
-        } else {
-            self.last as usize + 1
+    let mut idx = [0u32; 512];
+    for block in values.chunks(idx.len()) {
+        for (o, &v) in idx.iter_mut().zip(block) {
+            let v = v as f64;
+            let mut i = (v * scale).clamp(0.0, last as f64) as i32;
+            i -= i32::from(v < i as f64 * step);
+            i += i32::from((v >= (i + 1) as f64 * step) & (i < last));
+            let valid = v >= 0.0 && v <= vmax;
+            *o = if valid { i as u32 } else { bins as u32 };
+        }
+        let mut quads = idx[..block.len()].chunks_exact(4);
+        for q in quads.by_ref() {
+            counts[q[0] as usize][0] += 1;
+            counts[q[1] as usize][1] += 1;
+            counts[q[2] as usize][2] += 1;
+            counts[q[3] as usize][3] += 1;
+        }
+        for &i in quads.remainder() {
+            counts[i as usize][0] += 1;
         }
     }
+    counts[..bins].iter().map(|c| c.iter().sum()).collect()
 }
 
 /// Step 5: Otsu threshold of `values` in [0, vmax] over `bins` bins (numpy's
 /// histogram binning: bin i is [edge i, edge i+1), the last one closed);
 /// returns the upper edge of the best lower class (the first maximum).
+#[inline(always)]
 pub fn otsu(values: &[f32], bins: usize, vmax: f64) -> f64 {
     let hist = otsu_histogram(values, bins, vmax);
     let (mut w0, mut m0) = (vec![0f64; bins], vec![0f64; bins]);
