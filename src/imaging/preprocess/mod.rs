@@ -16,12 +16,14 @@
 //! 16-bit), `resize` (steps 2 and 9: the triangle filter), `filters`
 //! (steps 3-4: box blur, min/max, closing, padding), `threshold` (steps 5
 //! and 7: Otsu, percentile), `components` (steps 6-7: labelling,
-//! dilation), `steps` (the pipeline that runs them), `pool` (buffers),
+//! dilation), `ink` (steps 6-9: the kept components, the ink image, its
+//! centre and the resampling), `steps` (the pipeline that runs them), `pool` (buffers),
 //! `wide` (the same code compiled for AVX2, chosen at run time).
 
 mod components;
 mod filters;
 mod grey;
+mod ink;
 mod pool;
 mod resize;
 mod steps;
