@@ -135,13 +135,20 @@ pub(crate) fn closing_cropped(a: &Grey, r: usize) -> Grey {
         "closing_cropped: image smaller than the padding"
     );
     let (h1, w2, h2) = (h - 2 * r, w - 4 * r, h - 4 * r);
+    // (the columns past the valid ones of each row are never read into a
+    // valid one: both can start dirty)
     let mut x = Buf::dirty(h1 * w);
-    let mut y = Buf::new(h1 * w, 0f32);
+    let mut y = Buf::dirty(h1 * w);
+    let (mut x, mut y) = (&mut x[..], &mut y[..]);
     // max along columns (rows r .. h-r), then along rows
-    vhgw_valid::<true>(&a.data, h, w, r, &mut x);
-    window_along_rows::<true>(&mut x, &mut y, r);
+    vhgw_valid::<true>(&a.data, h, w, r, x);
+    if window_along_rows::<true>(x, y, r) {
+        std::mem::swap(&mut x, &mut y);
+    }
     // min along rows (valid columns: 0 .. w1 - 2r = w2), then along columns
-    window_along_rows::<false>(&mut x, &mut y, r);
+    if window_along_rows::<false>(x, y, r) {
+        std::mem::swap(&mut x, &mut y);
+    }
     for (dst, src) in y[..h1 * w2].chunks_exact_mut(w2).zip(x.chunks_exact(w)) {
         dst.copy_from_slice(&src[..w2]);
     }
@@ -150,15 +157,15 @@ pub(crate) fn closing_cropped(a: &Grey, r: usize) -> Grey {
     out
 }
 
-/// Windowed max (or min) along rows, in place: `plane[i] =
-/// op(plane[i ..= i + 2r])` for i in 0 .. len - 2r, with `plane` taken as
-/// one flat array (`tmp`: scratch of the same length). In each row of
+/// Windowed max (or min) along rows: `plane[i] = op(plane[i ..= i + 2r])`
+/// for i in 0 .. len - 2r, with `plane` taken as one flat array, in
+/// `plane` or, if it returns true, in `tmp` (scratch of the same length). In each row of
 /// width w the columns 0 .. w - 2r hold the valid windows; the others mix
 /// in the next row and must not be read. Log-doubling: `op` over windows
 /// of 1, 2, 4, ... px, then of two overlapping ones; each pass is one
 /// elementwise op of two shifted slices (exact, as max and min are).
 #[inline(always)]
-fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usize) {
+fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usize) -> bool {
     let (win, n) = (2 * r + 1, plane.len());
     let mut shifts = Vec::with_capacity(8);
     let mut c = 1;
@@ -169,7 +176,7 @@ fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usi
     // windows of c px at i and at i + (win - c) cover i ..= i + win - 1
     shifts.push(win - c);
     shifts.retain(|&k| k > 0 && k < n);
-    // ping-pong between the two buffers; one copy at the end if needed
+    // ping-pong between the two buffers
     let (mut src, mut dst) = (&mut *plane, &mut *tmp);
     for &k in &shifts {
         dst[..n - k]
@@ -179,9 +186,7 @@ fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usi
             .for_each(|((o, &a), &b)| *o = op::<MAX>(a, b));
         std::mem::swap(&mut src, &mut dst);
     }
-    if shifts.len() % 2 == 1 {
-        plane.copy_from_slice(tmp);
-    }
+    shifts.len() % 2 == 1
 }
 
 /// `src` (`h` x `w`) transposed into `dst` (`w` x `h`), in cache blocks.
@@ -263,38 +268,29 @@ fn vhgw_valid<const MAX: bool>(src: &[f32], n: usize, lanes: usize, r: usize, ou
 #[inline(always)]
 pub fn pad_odd(a: &Grey, p: usize) -> Grey {
     let (h, w) = (a.height, a.width);
-    let hp = h + 2 * p;
-    let mut rows = Buf::dirty(hp * w);
-    for k in 1..=p {
-        let kk = k.min(h - 1);
-        let (r0, rk) = (a.row(0), a.row(kk));
-        for ((o, &e), &m) in rows[(p - k) * w..(p - k + 1) * w]
-            .iter_mut()
-            .zip(r0)
-            .zip(rk)
-        {
-            *o = 2.0 * e - m;
-        }
-        let (rn, rm) = (a.row(h - 1), a.row(h - 1 - kk));
-        for ((o, &e), &m) in rows[(p + h - 1 + k) * w..(p + h + k) * w]
-            .iter_mut()
-            .zip(rn)
-            .zip(rm)
-        {
-            *o = 2.0 * e - m;
-        }
-    }
-    rows[p * w..(p + h) * w].copy_from_slice(&a.data);
-    let wp = w + 2 * p;
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
     let mut out = Grey::pooled_dirty(wp, hp);
-    for y in 0..hp {
-        let src = &rows[y * w..(y + 1) * w];
-        let dst = &mut out.data[y * wp..(y + 1) * wp];
-        dst[p..p + w].copy_from_slice(src);
+    for (y, dst) in out.data.chunks_exact_mut(wp).enumerate() {
+        // the row of the row-padded array, then its columns
+        let row = &mut dst[p..p + w];
+        if y < p || y >= p + h {
+            let (edge, k) = if y < p {
+                (0, p - y)
+            } else {
+                (h - 1, y - (p + h - 1))
+            };
+            let kk = k.min(h - 1);
+            let mirror = if y < p { kk } else { h - 1 - kk };
+            for ((o, &e), &m) in row.iter_mut().zip(a.row(edge)).zip(a.row(mirror)) {
+                *o = 2.0 * e - m;
+            }
+        } else {
+            row.copy_from_slice(a.row(y - p));
+        }
         for k in 1..=p {
             let kk = k.min(w - 1);
-            dst[p - k] = 2.0 * src[0] - src[kk];
-            dst[p + w - 1 + k] = 2.0 * src[w - 1] - src[w - 1 - kk];
+            dst[p - k] = 2.0 * dst[p] - dst[p + kk];
+            dst[p + w - 1 + k] = 2.0 * dst[p + w - 1] - dst[p + w - 1 - kk];
         }
     }
     out
