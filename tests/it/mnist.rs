@@ -3,11 +3,12 @@
 //! split by `tests/tools/make_photos.py`. Submodules: `limits` (hostile
 //! uploads: each limit's answer, the log, the peak memory), `cli` (the
 //! standalone binary's command line), `decode` (the library's decoder on
-//! mutated images).
+//! mutated images), `reference` (the preprocessing against preprocess.py).
 
 mod cli;
 mod decode;
 mod limits;
+mod reference;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -2,58 +2,95 @@
 //! the dilation that keeps the ink near the kept components.
 //!
 //! Owns: labelling in raster order (the order preprocess.py's labels
-//! come in, which decides ties). Must not: recurse (a flood fill on an
-//! explicit stack, whatever the component's size).
-
-use super::pool::take;
+//! come in, which decides ties), each component's pixel list (instead of
+//! a label image: the later steps only read the kept components' pixels).
+//! Must not: recurse (a flood fill on an explicit queue, whatever the
+//! component's size).
 
 /// Step 6: the 8-connected components of a mask.
 #[derive(Clone, Debug, Default)]
 pub struct Components {
-    /// 0 = background, else 1.. in raster order of each component's first pixel.
-    pub labels: Vec<u32>,
+    /// Component i (numbered in raster order of its first pixel, Python's
+    /// label i + 1) has `areas[i]` pixels ...
     pub areas: Vec<usize>,
-    /// (r0, c0, r1, c1), inclusive.
+    /// ... in the box (r0, c0, r1, c1), inclusive, ...
     pub boxes: Vec<[usize; 4]>,
+    /// ... at the row-major indices `pixels[starts[i]..starts[i + 1]]`.
+    pub pixels: Vec<u32>,
+    pub starts: Vec<usize>,
 }
 
-/// Step 6: 8-connected components of `mask` (`h` x `w`), by an iterative
-/// flood fill started at each unlabelled pixel in raster order.
-pub fn components(mask: &[bool], h: usize, w: usize) -> Components {
-    let mut labels = take(h * w, 0u32);
-    let (mut areas, mut boxes) = (Vec::new(), Vec::new());
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    for r0 in 0..h {
-        for c0 in 0..w {
-            if !mask[r0 * w + c0] || labels[r0 * w + c0] != 0 {
-                continue;
-            }
-            let lab = areas.len() as u32 + 1;
-            labels[r0 * w + c0] = lab;
-            stack.push((r0, c0));
-            let (mut area, mut bx) = (0usize, [r0, c0, r0, c0]);
-            while let Some((r, c)) = stack.pop() {
-                area += 1;
-                bx = [bx[0].min(r), bx[1].min(c), bx[2].max(r), bx[3].max(c)];
-                for rr in r.saturating_sub(1)..=(r + 1).min(h - 1) {
-                    for cc in c.saturating_sub(1)..=(c + 1).min(w - 1) {
-                        let i = rr * w + cc;
-                        if mask[i] && labels[i] == 0 {
-                            labels[i] = lab;
-                            stack.push((rr, cc));
-                        }
+impl Components {
+    /// The pixels of component `i`.
+    pub fn pixels_of(&self, i: usize) -> &[u32] {
+        &self.pixels[self.starts[i]..self.starts[i + 1]]
+    }
+}
+
+/// Step 6: 8-connected components of `mask` (`h` x `w`, non-zero = ink),
+/// by a breadth-first flood fill started at each unvisited pixel in raster
+/// order; `mask` is cleared on the way (it marks the visited pixels).
+#[inline(always)]
+pub fn components(mask: &mut [u8], h: usize, w: usize) -> Components {
+    assert_eq!(mask.len(), h * w, "components: mask size");
+    let mut c = Components {
+        starts: vec![0],
+        ..Components::default()
+    };
+    let mut from = 0;
+    while let Some(seed) = next_set(mask, from) {
+        from = seed + 1;
+        mask[seed] = 0;
+        // the component's pixels are also the fill's queue
+        let start = c.pixels.len();
+        c.pixels.push(seed as u32);
+        let (r0, c0) = (seed / w, seed % w);
+        let mut bx = [r0, c0, r0, c0];
+        let mut next = start;
+        while next < c.pixels.len() {
+            let i = c.pixels[next] as usize;
+            next += 1;
+            let (r, col) = (i / w, i % w);
+            bx = [bx[0].min(r), bx[1].min(col), bx[2].max(r), bx[3].max(col)];
+            for rr in r.saturating_sub(1)..=(r + 1).min(h - 1) {
+                for cc in col.saturating_sub(1)..=(col + 1).min(w - 1) {
+                    let j = rr * w + cc;
+                    if mask[j] != 0 {
+                        mask[j] = 0;
+                        c.pixels.push(j as u32);
                     }
                 }
             }
-            areas.push(area);
-            boxes.push(bx);
+        }
+        c.areas.push(c.pixels.len() - start);
+        c.boxes.push(bx);
+        c.starts.push(c.pixels.len());
+    }
+    c
+}
+
+/// The first non-zero byte of `mask` at or after `from`, eight at a time.
+fn next_set(mask: &[u8], mut from: usize) -> Option<usize> {
+    while from < mask.len() && !from.is_multiple_of(8) {
+        if mask[from] != 0 {
+            return Some(from);
+        }
+        from += 1;
+    }
+    let rest = mask.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    for (k, word) in words.by_ref().enumerate() {
+        if u64::from_ne_bytes(word.try_into().expect("8 bytes")) != 0 {
+            let at = word.iter().position(|&b| b != 0).expect("a non-zero byte");
+            return Some(from + 8 * k + at);
         }
     }
-    Components {
-        labels,
-        areas,
-        boxes,
-    }
+    let tail = rest.len() - words.remainder().len();
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b != 0)
+        .map(|at| from + tail + at)
 }
 
 /// Step 6: distance between two boxes (r0, c0, r1, c1): the larger of the
@@ -66,6 +103,7 @@ pub fn box_gap(a: &[usize; 4], b: &[usize; 4]) -> usize {
 
 /// Step 7: `max_filter` of a 0/1 mask (`h` x `w`): true within `r` px
 /// (square window) of a true pixel.
+#[inline(always)]
 pub fn dilate(mask: &[bool], h: usize, w: usize, r: usize) -> Vec<bool> {
     let mut rows = vec![false; h * w];
     for y in 0..h {
@@ -106,12 +144,14 @@ mod tests {
             0, 1, 0, 0, 1,
             0, 0, 0, 0, 0,
         ].map(|v| v == 1);
-        let c = components(&m, 4, 5);
+        let mut mask = m.map(u8::from);
+        let c = components(&mut mask, 4, 5);
         assert_eq!(c.areas, vec![3, 2]);
-        assert_eq!(c.labels[3], 1, "first pixel in raster order");
-        assert_eq!(c.labels[5], 2);
-        assert_eq!(c.labels[9], 1, "diagonal neighbours join");
+        assert_eq!(c.pixels_of(0)[0], 3, "first pixel in raster order");
+        assert_eq!(c.pixels_of(1)[0], 5);
+        assert!(c.pixels_of(0).contains(&9), "diagonal neighbours join");
         assert_eq!(c.boxes, vec![[0, 3, 2, 4], [1, 0, 2, 1]]);
+        assert!(mask.iter().all(|&b| b == 0), "every ink pixel visited");
         assert_eq!(box_gap(&c.boxes[0], &c.boxes[1]), 2);
     }
 }

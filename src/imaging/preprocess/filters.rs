@@ -10,7 +10,7 @@ use super::pool::Buf;
 
 /// the image.
 pub fn box_blur(a: &Grey, r: usize) -> Grey {
-    let mut out = Grey::pooled(a.width, a.height, 0.0);
+    let mut out = Grey::pooled_dirty(a.width, a.height);
     let w = a.width;
     box_blur_rows(a, r, |y, row| {
         out.data[y * w..(y + 1) * w]
@@ -22,18 +22,24 @@ pub fn box_blur(a: &Grey, r: usize) -> Grey {
 }
 
 /// `box_blur`, one output row at a time (`visit(y, row)`, in f64): running
-/// column sums over the window's rows, then prefix sums along the row.
+/// column sums over the window's rows, then prefix sums along the row
+/// (in four independent runs, joined after: a quarter of the latency).
+#[inline(always)]
 pub(crate) fn box_blur_rows(a: &Grey, r: usize, mut visit: impl FnMut(usize, &[f64])) {
     let (h, w) = (a.height, a.width);
+    if w == 0 {
+        return;
+    }
     let mut col = Buf::new(w, 0f64);
     let mut pre = Buf::new(w + 1, 0f64);
-    let mut out = Buf::new(w, 0f64);
+    let mut out = Buf::dirty(w);
     // 1 / (pixels of x's window inside the row); reciprocals instead of
     // Python's divisions: within an ulp, and only a sign is taken from this
-    let mut inv = Buf::new(w, 0f64);
+    let mut inv = Buf::dirty(w);
     for (x, v) in inv.iter_mut().enumerate() {
         *v = 1.0 / ((x + r + 1).min(w) - x.saturating_sub(r)) as f64;
     }
+    let quarter = w / 4;
     let (mut lo, mut hi) = (0, 0);
     for y in 0..h {
         let (new_lo, new_hi) = (y.saturating_sub(r), (y + r + 1).min(h));
@@ -50,14 +56,36 @@ pub(crate) fn box_blur_rows(a: &Grey, r: usize, mut visit: impl FnMut(usize, &[f
             lo += 1;
         }
         let inv_count = 1.0 / (hi - lo) as f64;
-        let mut acc = 0.0;
-        for (p, &c) in pre[1..].iter_mut().zip(col.iter()) {
-            acc += c * inv_count;
-            *p = acc;
+        // pre[x + 1] = sum of col[..=x] * inv_count: four runs from 0 (the
+        // quarters; the last one takes the remainder), in step, then each
+        // shifted by the sum of the ones before it
+        let (p, c) = (&mut pre[1..], &col[..]);
+        let mut acc = [0f64; 4];
+        for k in 0..quarter {
+            for q in 0..4 {
+                acc[q] += c[q * quarter + k] * inv_count;
+                p[q * quarter + k] = acc[q];
+            }
         }
-        // windows [x - r, x + r] clipped to [0, w): pre[u] - pre[l]
-        for (x, (o, &iv)) in out.iter_mut().zip(inv.iter()).enumerate() {
-            *o = (pre[(x + r + 1).min(w)] - pre[x.saturating_sub(r)]) * iv;
+        for k in 4 * quarter..w {
+            acc[3] += c[k] * inv_count;
+            p[k] = acc[3];
+        }
+        for q in (1..4).filter(|_| quarter > 0) {
+            let shift = p[q * quarter - 1];
+            let end = if q == 3 { w } else { (q + 1) * quarter };
+            p[q * quarter..end].iter_mut().for_each(|v| *v += shift);
+        }
+        // windows [x - r, x + r] clipped to [0, w): pre[u] - pre[l]; the
+        // unclipped middle ones as whole slices
+        let mid = r.min(w)..w.saturating_sub(r + 1).max(r).min(w);
+        for x in (0..mid.start).chain(mid.end..w) {
+            out[x] = (pre[(x + r + 1).min(w)] - pre[x.saturating_sub(r)]) * inv[x];
+        }
+        let upper = pre.get(mid.start + r + 1..).unwrap_or(&[]);
+        let (o, lower) = (&mut out[mid.clone()], &pre[..]);
+        for (((o, &u), &l), &iv) in o.iter_mut().zip(upper).zip(lower).zip(&inv[mid]) {
+            *o = (u - l) * iv;
         }
         visit(y, &out);
     }
@@ -81,17 +109,16 @@ fn minmax<const MAX: bool>(a: &Grey, r: usize) -> Grey {
     } else {
         f32::INFINITY
     };
-    let mut s = Scratch::default();
     // Clipped windows = valid windows over r identity values at each end.
     let mut padded = Buf::new((h + 2 * r) * w, ident);
     padded[r * w..(r + h) * w].copy_from_slice(&a.data);
-    let mut rows = Buf::new(h * w, 0f32);
-    vhgw_valid::<MAX>(&padded, h + 2 * r, w, r, &mut rows, &mut s);
+    let mut rows = Buf::dirty(h * w);
+    vhgw_valid::<MAX>(&padded, h + 2 * r, w, r, &mut rows);
     let mut t = Buf::new((w + 2 * r) * h, ident);
     transpose(&rows, h, w, &mut t[r * h..(r + w) * h]);
-    let mut cols = Buf::new(w * h, 0f32);
-    vhgw_valid::<MAX>(&t, w + 2 * r, h, r, &mut cols, &mut s);
-    let mut out = Grey::pooled(w, h, 0.0);
+    let mut cols = Buf::dirty(w * h);
+    vhgw_valid::<MAX>(&t, w + 2 * r, h, r, &mut cols);
+    let mut out = Grey::pooled_dirty(w, h);
     transpose(&cols, w, h, &mut out.data);
     out
 }
@@ -100,37 +127,45 @@ fn minmax<const MAX: bool>(a: &Grey, r: usize) -> Grey {
 /// `min_filter(max_filter(a, r), r)` there (its windows never reach the
 /// padded image's edge, so no clipping). Column passes: van Herk/Gil-Werman
 /// over whole rows; row passes: `window_along_rows`, no transposes.
+#[inline(always)]
 pub(crate) fn closing_cropped(a: &Grey, r: usize) -> Grey {
     let (h, w) = (a.height, a.width);
     assert!(
         h > 4 * r && w > 4 * r,
         "closing_cropped: image smaller than the padding"
     );
-    let mut s = Scratch::default();
     let (h1, w2, h2) = (h - 2 * r, w - 4 * r, h - 4 * r);
-    let mut x = Buf::new(h1 * w, 0f32);
-    let mut y = Buf::new(h1 * w, 0f32);
+    // (the columns past the valid ones of each row are never read into a
+    // valid one: both can start dirty)
+    let mut x = Buf::dirty(h1 * w);
+    let mut y = Buf::dirty(h1 * w);
+    let (mut x, mut y) = (&mut x[..], &mut y[..]);
     // max along columns (rows r .. h-r), then along rows
-    vhgw_valid::<true>(&a.data, h, w, r, &mut x, &mut s);
-    window_along_rows::<true>(&mut x, &mut y, r);
+    vhgw_valid::<true>(&a.data, h, w, r, x);
+    if window_along_rows::<true>(x, y, r) {
+        std::mem::swap(&mut x, &mut y);
+    }
     // min along rows (valid columns: 0 .. w1 - 2r = w2), then along columns
-    window_along_rows::<false>(&mut x, &mut y, r);
+    if window_along_rows::<false>(x, y, r) {
+        std::mem::swap(&mut x, &mut y);
+    }
     for (dst, src) in y[..h1 * w2].chunks_exact_mut(w2).zip(x.chunks_exact(w)) {
         dst.copy_from_slice(&src[..w2]);
     }
-    let mut out = Grey::pooled(w2, h2, 0.0);
-    vhgw_valid::<false>(&y[..h1 * w2], h1, w2, r, &mut out.data, &mut s);
+    let mut out = Grey::pooled_dirty(w2, h2);
+    vhgw_valid::<false>(&y[..h1 * w2], h1, w2, r, &mut out.data);
     out
 }
 
-/// Windowed max (or min) along rows, in place: `plane[i] =
-/// op(plane[i ..= i + 2r])` for i in 0 .. len - 2r, with `plane` taken as
-/// one flat array (`tmp`: scratch of the same length). In each row of
+/// Windowed max (or min) along rows: `plane[i] = op(plane[i ..= i + 2r])`
+/// for i in 0 .. len - 2r, with `plane` taken as one flat array, in
+/// `plane` or, if it returns true, in `tmp` (scratch of the same length). In each row of
 /// width w the columns 0 .. w - 2r hold the valid windows; the others mix
 /// in the next row and must not be read. Log-doubling: `op` over windows
 /// of 1, 2, 4, ... px, then of two overlapping ones; each pass is one
 /// elementwise op of two shifted slices (exact, as max and min are).
-fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usize) {
+#[inline(always)]
+fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usize) -> bool {
     let (win, n) = (2 * r + 1, plane.len());
     let mut shifts = Vec::with_capacity(8);
     let mut c = 1;
@@ -141,7 +176,7 @@ fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usi
     // windows of c px at i and at i + (win - c) cover i ..= i + win - 1
     shifts.push(win - c);
     shifts.retain(|&k| k > 0 && k < n);
-    // ping-pong between the two buffers; one copy at the end if needed
+    // ping-pong between the two buffers
     let (mut src, mut dst) = (&mut *plane, &mut *tmp);
     for &k in &shifts {
         dst[..n - k]
@@ -151,9 +186,7 @@ fn window_along_rows<const MAX: bool>(plane: &mut [f32], tmp: &mut [f32], r: usi
             .for_each(|((o, &a), &b)| *o = op::<MAX>(a, b));
         std::mem::swap(&mut src, &mut dst);
     }
-    if shifts.len() % 2 == 1 {
-        plane.copy_from_slice(tmp);
-    }
+    shifts.len() % 2 == 1
 }
 
 /// `src` (`h` x `w`) transposed into `dst` (`w` x `h`), in cache blocks.
@@ -166,21 +199,6 @@ fn transpose(src: &[f32], h: usize, w: usize, dst: &mut [f32]) {
                     dst[x * h + y] = src[y * w + x];
                 }
             }
-        }
-    }
-}
-
-/// Buffers of the van Herk/Gil-Werman filter, reused across passes.
-struct Scratch {
-    g: Buf<f32>,
-    h: Buf<f32>,
-}
-
-impl Default for Scratch {
-    fn default() -> Scratch {
-        Scratch {
-            g: Buf::new(0, 0.0),
-            h: Buf::new(0, 0.0),
         }
     }
 }
@@ -206,23 +224,17 @@ fn op<const MAX: bool>(a: f32, b: f32) -> f32 {
 /// i in 0 .. n - 2r, per lane, whole rows at a time. Van Herk/Gil-Werman:
 /// about three comparisons per value whatever `r` (running op from each
 /// block's start, `g`, and from its end, `h`, in blocks of the window).
-fn vhgw_valid<const MAX: bool>(
-    src: &[f32],
-    n: usize,
-    lanes: usize,
-    r: usize,
-    out: &mut [f32],
-    s: &mut Scratch,
-) {
+#[inline(always)]
+fn vhgw_valid<const MAX: bool>(src: &[f32], n: usize, lanes: usize, r: usize, out: &mut [f32]) {
     let win = 2 * r + 1;
     assert!(n >= win && src.len() == n * lanes && out.len() == (n - 2 * r) * lanes);
     if r == 0 {
         out.copy_from_slice(src);
         return;
     }
-    s.g.resize(n * lanes, 0.0);
-    s.h.resize(n * lanes, 0.0);
-    let (g, h) = (&mut s.g.0[..n * lanes], &mut s.h.0[..n * lanes]);
+    // every row of both is written before it is read
+    let (mut g, mut h) = (Buf::dirty(n * lanes), Buf::dirty(n * lanes));
+    let (g, h) = (&mut g[..], &mut h[..]);
     let row = |j: usize| j * lanes..(j + 1) * lanes;
     for b in (0..n).step_by(win) {
         let end = (b + win).min(n);
@@ -253,40 +265,32 @@ fn vhgw_valid<const MAX: bool>(
 /// edge pixels: row -k (k = 1..p) = 2 * row[0] - row[min(k, H-1)], same at
 /// the bottom and for columns (rows first, then the columns of the
 /// row-padded array).
+#[inline(always)]
 pub fn pad_odd(a: &Grey, p: usize) -> Grey {
     let (h, w) = (a.height, a.width);
-    let hp = h + 2 * p;
-    let mut rows = Buf::new(hp * w, 0f32);
-    for k in 1..=p {
-        let kk = k.min(h - 1);
-        let (r0, rk) = (a.row(0), a.row(kk));
-        for ((o, &e), &m) in rows[(p - k) * w..(p - k + 1) * w]
-            .iter_mut()
-            .zip(r0)
-            .zip(rk)
-        {
-            *o = 2.0 * e - m;
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    let mut out = Grey::pooled_dirty(wp, hp);
+    for (y, dst) in out.data.chunks_exact_mut(wp).enumerate() {
+        // the row of the row-padded array, then its columns
+        let row = &mut dst[p..p + w];
+        if y < p || y >= p + h {
+            let (edge, k) = if y < p {
+                (0, p - y)
+            } else {
+                (h - 1, y - (p + h - 1))
+            };
+            let kk = k.min(h - 1);
+            let mirror = if y < p { kk } else { h - 1 - kk };
+            for ((o, &e), &m) in row.iter_mut().zip(a.row(edge)).zip(a.row(mirror)) {
+                *o = 2.0 * e - m;
+            }
+        } else {
+            row.copy_from_slice(a.row(y - p));
         }
-        let (rn, rm) = (a.row(h - 1), a.row(h - 1 - kk));
-        for ((o, &e), &m) in rows[(p + h - 1 + k) * w..(p + h + k) * w]
-            .iter_mut()
-            .zip(rn)
-            .zip(rm)
-        {
-            *o = 2.0 * e - m;
-        }
-    }
-    rows[p * w..(p + h) * w].copy_from_slice(&a.data);
-    let wp = w + 2 * p;
-    let mut out = Grey::pooled(wp, hp, 0.0);
-    for y in 0..hp {
-        let src = &rows[y * w..(y + 1) * w];
-        let dst = &mut out.data[y * wp..(y + 1) * wp];
-        dst[p..p + w].copy_from_slice(src);
         for k in 1..=p {
             let kk = k.min(w - 1);
-            dst[p - k] = 2.0 * src[0] - src[kk];
-            dst[p + w - 1 + k] = 2.0 * src[w - 1] - src[w - 1 - kk];
+            dst[p - k] = 2.0 * dst[p] - dst[p + kk];
+            dst[p + w - 1 + k] = 2.0 * dst[p + w - 1] - dst[p + w - 1 - kk];
         }
     }
     out

@@ -6,7 +6,7 @@
 
 use image::DynamicImage;
 
-use super::pool::{give, take};
+use super::pool::{give, take_dirty};
 
 /// A grey image in [0, 1] (row-major, `data.len() == width * height`).
 #[derive(Clone, Debug, PartialEq)]
@@ -47,12 +47,13 @@ impl Grey {
         &self.data[row * self.width..(row + 1) * self.width]
     }
 
-    /// A `width x height` image of `value` in a recycled buffer.
-    pub(crate) fn pooled(width: usize, height: usize, value: f32) -> Grey {
+    /// A `width x height` image in a recycled buffer, to be overwritten
+    /// before it is read (`pool::take_dirty`).
+    pub(crate) fn pooled_dirty(width: usize, height: usize) -> Grey {
         Grey {
             width,
             height,
-            data: take(width * height, value),
+            data: take_dirty(width * height),
         }
     }
 }
@@ -72,7 +73,7 @@ impl Drop for Grey {
 /// if some grey exceeds 1.
 pub fn load_grey(image: &DynamicImage) -> Grey {
     let src = GreyRows::new(image);
-    let mut g = Grey::pooled(src.width, src.height, 0.0);
+    let mut g = Grey::pooled_dirty(src.width, src.height);
     if src.width > 0 {
         for (y, row) in g.data.chunks_exact_mut(src.width).enumerate() {
             src.row(y, row);
@@ -196,6 +197,7 @@ impl<'a> GreyRows<'a> {
     }
 
     /// Grey row `y` into `out` (`width` values).
+    #[inline(always)]
     pub(crate) fn row(&self, y: usize, out: &mut [f32]) {
         let w = self.width;
         let luts = &self.luts;
@@ -212,7 +214,10 @@ impl<'a> GreyRows<'a> {
         match &*self.image {
             DynamicImage::ImageLuma8(b) => {
                 for (o, &v) in out.iter_mut().zip(&b.as_raw()[y * w..(y + 1) * w]) {
-                    *o = luts.l[v as usize];
+                    // = (v as f64 / 255.0) as f32 for every v (unit
+                    // test), and a division vectorises where a lookup
+                    // does not
+                    *o = v as f32 / 255.0;
                 }
             }
             DynamicImage::ImageRgb8(b) => {
@@ -287,10 +292,8 @@ fn hb(v: u16) -> u8 {
     (v >> 8) as u8
 }
 
-/// `v / 255` for grey, and `0.299 * (r / 255)` etc. in f64, summed in
-/// Python's order.
+/// `0.299 * (r / 255)` etc. in f64, summed in Python's order.
 struct Luts {
-    l: [f32; 256],
     r: [f64; 256],
     g: [f64; 256],
     b: [f64; 256],
@@ -299,7 +302,6 @@ struct Luts {
 impl Luts {
     fn new() -> Luts {
         Luts {
-            l: std::array::from_fn(|v| (v as f64 / 255.0) as f32),
             r: std::array::from_fn(|v| 0.299 * (v as f64 / 255.0)),
             g: std::array::from_fn(|v| 0.587 * (v as f64 / 255.0)),
             b: std::array::from_fn(|v| 0.114 * (v as f64 / 255.0)),
@@ -336,6 +338,13 @@ mod tests {
         // fully opaque: the alpha channel is ignored
         let img = image::RgbaImage::from_pixel(2, 2, image::Rgba([255, 0, 0, 255]));
         assert!((load_grey(&DynamicImage::ImageRgba8(img)).data[0] - 0.299).abs() < 1e-6);
+    }
+
+    #[test]
+    fn grey_bytes_divide_in_f32_as_in_f64() {
+        for v in 0..=255u8 {
+            assert_eq!(v as f32 / 255.0, (v as f64 / 255.0) as f32, "{v}");
+        }
     }
 
     #[test]

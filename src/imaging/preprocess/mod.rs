@@ -16,17 +16,21 @@
 //! 16-bit), `resize` (steps 2 and 9: the triangle filter), `filters`
 //! (steps 3-4: box blur, min/max, closing, padding), `threshold` (steps 5
 //! and 7: Otsu, percentile), `components` (steps 6-7: labelling,
-//! dilation), `steps` (the pipeline that runs them), `pool` (buffers).
+//! dilation), `ink` (steps 6-9: the kept components, the ink image, its
+//! centre and the resampling), `steps` (the pipeline that runs them), `pool` (buffers),
+//! `wide` (the same code compiled for AVX2, chosen at run time).
 
 mod components;
 mod filters;
 mod grey;
+mod ink;
 mod pool;
 mod resize;
 mod steps;
 #[cfg(test)]
 mod test_images;
 mod threshold;
+mod wide;
 
 pub use components::{box_gap, components, dilate, Components};
 pub use filters::{box_blur, max_filter, min_filter, pad_odd};

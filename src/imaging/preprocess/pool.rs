@@ -32,22 +32,50 @@ macro_rules! pooled {
         }
     )*};
 }
-pooled!(f32, f64, u32);
+pooled!(f32, f64, u32, u8);
 
 /// `len` copies of `fill`, in a recycled buffer when one is free (the
 /// smallest that fits, else the largest).
 pub(crate) fn take<T: Pooled>(len: usize, fill: T) -> Vec<T> {
-    let mut v = T::with_pool(|pool| {
-        let fit = (0..pool.len())
-            .filter(|&i| pool[i].capacity() >= len)
-            .min_by_key(|&i| pool[i].capacity())
-            .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()));
+    let mut v = take_any::<T>(len, false);
+    v.clear();
+    v.resize(len, fill);
+    v
+}
+
+/// A recycled buffer, as it was: of capacity >= `len` when one is free,
+/// or with `filled`, the one with the fewest values to add to hold `len`.
+fn take_any<T: Pooled>(len: usize, filled: bool) -> Vec<T> {
+    T::with_pool(|pool| {
+        let fit = if filled {
+            // the least to fill: the shortest that holds `len` values, else
+            // the longest
+            (0..pool.len())
+                .filter(|&i| pool[i].len() >= len)
+                .min_by_key(|&i| pool[i].len())
+                .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()))
+        } else {
+            (0..pool.len())
+                .filter(|&i| pool[i].capacity() >= len)
+                .min_by_key(|&i| pool[i].capacity())
+                .or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].capacity()))
+        };
         fit.map(|i| pool.swap_remove(i))
     })
     .flatten()
-    .unwrap_or_default();
-    v.clear();
-    v.resize(len, fill);
+    .unwrap_or_default()
+}
+
+/// `len` values of whatever a recycled buffer held (`T::default()` past
+/// its old length): for buffers that are written before they are read,
+/// without zeroing them first.
+pub(crate) fn take_dirty<T: Pooled + Default>(len: usize) -> Vec<T> {
+    let mut v = take_any::<T>(len, true);
+    if v.len() > len {
+        v.truncate(len);
+    } else {
+        v.resize(len, T::default());
+    }
     v
 }
 
@@ -69,6 +97,14 @@ pub(crate) struct Buf<T: Pooled>(pub(crate) Vec<T>);
 impl<T: Pooled> Buf<T> {
     pub(crate) fn new(len: usize, fill: T) -> Buf<T> {
         Buf(take(len, fill))
+    }
+
+    /// `len` values to be overwritten before they are read (`take_dirty`).
+    pub(crate) fn dirty(len: usize) -> Buf<T>
+    where
+        T: Default,
+    {
+        Buf(take_dirty(len))
     }
 }
 

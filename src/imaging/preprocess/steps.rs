@@ -1,15 +1,19 @@
 //! Steps 1-10 in order: the pipeline of preprocess.py's `preprocess`.
 //!
 //! Owns: the working size, the decisions between the steps (polarity,
-//! no-ink cases, which components are kept, the normalisation) and their
-//! `Trace`. Must not: hold the full-size image longer than step 2 needs.
+//! no-ink cases, the normalisation; which components are kept is `ink`'s)
+//! and their `Trace`, and the choice of the baseline or the AVX2 copy of
+//! the whole pipeline (`wide`). Must not: hold the full-size image longer
+//! than step 2 needs.
 
 use image::DynamicImage;
 
 use super::filters::{box_blur_rows, closing_cropped};
 use super::grey::GreyRows;
-use super::pool::{give, Buf};
+use super::ink::{centre, ink_image, resample, select};
+use super::pool::Buf;
 use super::resize::resize_rows;
+use super::wide;
 use super::*;
 
 /// What the pipeline decided (Python's `debug` dict), for tests and logs.
@@ -37,6 +41,23 @@ pub struct Trace {
 /// bit, but step 1 is done row by row inside step 2's resize, so a big
 /// photo is never copied at full size.
 pub fn preprocess(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
+    #[cfg(target_arch = "x86_64")]
+    if wide::avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { preprocess_avx2(image) };
+    }
+    preprocess_here(image)
+}
+
+/// `preprocess` compiled for AVX2 (`wide`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn preprocess_avx2(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
+    preprocess_here(image)
+}
+
+#[inline(always)]
+fn preprocess_here(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
     let src = GreyRows::new(image);
     let (wh, ww) = work_size(src.height, src.width)?;
     let g = resize_rows(src.height, src.width, wh, ww, |y, row| src.row(y, row));
@@ -51,6 +72,23 @@ pub fn preprocess_grey(grey: &Grey) -> Option<[f32; OUT * OUT]> {
 
 /// `preprocess_grey`, also recording its decisions in `trace`.
 pub fn preprocess_grey_traced(grey: &Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
+    #[cfg(target_arch = "x86_64")]
+    if wide::avx2() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { grey_avx2(grey, trace) };
+    }
+    grey_here(grey, trace)
+}
+
+/// `preprocess_grey_traced` compiled for AVX2 (`wide`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn grey_avx2(grey: &Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
+    grey_here(grey, trace)
+}
+
+#[inline(always)]
+fn grey_here(grey: &Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
     let (wh, ww) = work_size(grey.height, grey.width)?;
     steps_3_to_10(resize(grey, wh, ww), trace)
 }
@@ -89,6 +127,7 @@ pub fn working_memory(h: usize, w: usize) -> u64 {
 pub const STEPS_MEMORY: u64 = 12 * 188 * 444 * 8;
 
 /// Steps 3-10 on the working-size grey image.
+#[inline(always)]
 fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
     trace.work = (g.height, g.width);
     polarity(&mut g, trace);
@@ -103,14 +142,15 @@ fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
     let dmax = dmax as f64;
     let t = otsu(&d, OTSU_BINS, dmax).max(MIN_THRESHOLD * dmax);
     trace.threshold = t;
-    let mask: Vec<bool> = d.iter().map(|&v| v as f64 > t).collect();
+    let mut mask = Buf::dirty(wh * ww);
+    for (m, &v) in mask.iter_mut().zip(d.iter()) {
+        *m = u8::from(v as f64 > t);
+    }
 
-    let comps = components(&mask, wh, ww);
-    let selected = select(&comps, wh, ww, trace);
-    give(comps.labels);
-    let (kept, kbox) = selected?;
+    let comps = components(&mut mask, wh, ww);
+    let (kept, kbox) = select(&comps, wh, ww, trace)?;
 
-    let ink = ink_image(&d, &kept, kbox, t, (wh, ww), trace);
+    let ink = ink_image(&d, &comps, &kept, kbox, t, (wh, ww), trace);
     let (cy, cx, s) = centre(&ink, kbox, trace);
     let mut out = resample(&ink, (wh, ww), (cy, cx), s);
 
@@ -124,17 +164,24 @@ fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
 
 /// Step 3: the heavier tail of the high-pass h = g - blur is the ink; light
 /// ink on dark is inverted.
+#[inline(always)]
 fn polarity(g: &mut Grey, trace: &mut Trace) {
-    let mut skew = 0f64;
+    // four partial sums: numpy's order is its own (pairwise) anyway, and
+    // only the sign is taken
+    let mut skew = [0f64; 4];
     box_blur_rows(g, POL_RADIUS, |y, blur| {
-        skew += g
-            .row(y)
-            .iter()
-            .zip(blur)
-            .map(|(&v, &b)| (v as f64 - b).powi(3))
-            .sum::<f64>();
+        let (row, mut quads) = (g.row(y), blur.chunks_exact(4));
+        for (v, b) in row.chunks_exact(4).zip(quads.by_ref()) {
+            for k in 0..4 {
+                skew[k] += (v[k] as f64 - b[k]).powi(3);
+            }
+        }
+        let done = blur.len() - quads.remainder().len();
+        for (&v, &b) in row[done..].iter().zip(quads.remainder()) {
+            skew[0] += (v as f64 - b).powi(3);
+        }
     });
-    trace.light_ink = skew > 0.0;
+    trace.light_ink = skew.iter().sum::<f64>() > 0.0;
     if trace.light_ink {
         g.data.iter_mut().for_each(|v| *v = 1.0 - *v);
     }
@@ -142,179 +189,22 @@ fn polarity(g: &mut Grey, trace: &mut Trace) {
 
 /// Step 4: the background (closing of the point-reflected image) and the
 /// ink strength d against it; returns d and its maximum.
+#[inline(always)]
 fn ink_strength(g: &Grey) -> (Buf<f32>, f32) {
     let p = 2 * BG_RADIUS;
     // = min_filter(max_filter(pad_odd(g, p), r), r)[p:-p, p:-p], exactly
     let bg = closing_cropped(&pad_odd(g, p), BG_RADIUS);
-    let mut d = Buf::new(g.height * g.width, 0f32);
-    let mut dmax = 0f32;
+    let mut d = Buf::dirty(g.height * g.width);
     for ((o, &b), &v) in d.iter_mut().zip(&bg.data).zip(&g.data) {
         let (b, v) = (b as f64, v as f64);
-        *o = ((b - v) / b.max(BG_FLOOR)).clamp(0.0, 1.0) as f32;
-        dmax = if *o > dmax { *o } else { dmax };
+        // (the forms that compile to maxpd/minpd: no NaN here)
+        let den = if b > BG_FLOOR { b } else { BG_FLOOR };
+        let q = (b - v) / den;
+        *o = q.clamp(0.0, 1.0) as f32;
     }
+    // d >= 0: its largest value has the largest bits (a vectorised max)
+    let dmax = f32::from_bits(d.iter().fold(0u32, |m, &v| m.max(v.to_bits())));
     (d, dmax)
-}
-
-/// Step 6: prefer components off the border; keep the largest and its
-/// neighbours. Returns the kept pixels and their box (the union of the
-/// kept components' boxes, step 8's box), or None if no digit.
-fn select(
-    comps: &Components,
-    wh: usize,
-    ww: usize,
-    trace: &mut Trace,
-) -> Option<(Vec<bool>, [usize; 4])> {
-    let n = comps.areas.len();
-    trace.n_components = n;
-    if n == 0 {
-        return None;
-    }
-    let (areas, boxes) = (&comps.areas, &comps.boxes);
-    let inner: Vec<usize> = (0..n)
-        .filter(|&i| {
-            let b = boxes[i];
-            b[0] > 0 && b[1] > 0 && b[2] < wh - 1 && b[3] < ww - 1
-        })
-        .collect();
-    let max_all = *areas.iter().max().unwrap_or(&0);
-    let max_inner = inner.iter().map(|&i| areas[i]).max();
-    let cand: Vec<usize> = match max_inner {
-        Some(m) if m as f64 >= BORDER_RATIO * max_all as f64 => inner,
-        _ => (0..n).collect(),
-    };
-    // the largest; the first one on ties
-    let big = cand
-        .iter()
-        .copied()
-        .fold(cand[0], |b, i| if areas[i] > areas[b] { i } else { b });
-    if areas[big] < MIN_PIXELS {
-        return None;
-    }
-    let bb = boxes[big];
-    let side = (bb[2] - bb[0] + 1).max(bb[3] - bb[1] + 1);
-    let mut keep_label = vec![false; n + 1];
-    let mut kbox = bb;
-    for &i in &cand {
-        if i == big
-            || (areas[i] as f64 >= KEEP_AREA * areas[big] as f64
-                && box_gap(&boxes[i], &bb) as f64 <= KEEP_GAP * side as f64)
-        {
-            keep_label[i + 1] = true;
-            trace.kept += 1;
-            let b = boxes[i];
-            kbox = [
-                kbox[0].min(b[0]),
-                kbox[1].min(b[1]),
-                kbox[2].max(b[2]),
-                kbox[3].max(b[3]),
-            ];
-        }
-    }
-    let kept = comps
-        .labels
-        .iter()
-        .map(|&l| keep_label[l as usize])
-        .collect();
-    Some((kept, kbox))
-}
-
-/// Step 7's ink image over the region where it can be non-zero: the kept
-/// box grown by KEEP_DILATE (rows y0..y1, columns x0..x1 of the working
-/// image); zero elsewhere.
-struct Ink {
-    v: Buf<f64>,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-}
-
-/// Step 7: d mapped to [0, 1] between LO_FRACTION * t and the kept pixels'
-/// HI_PERCENTILE, near the kept pixels only.
-fn ink_image(
-    d: &[f32],
-    kept: &[bool],
-    kbox: [usize; 4],
-    t: f64,
-    (wh, ww): (usize, usize),
-    trace: &mut Trace,
-) -> Ink {
-    let mut kept_d = Buf::new(0, 0f32);
-    kept_d.extend(d.iter().zip(kept).filter(|(_, &k)| k).map(|(&v, _)| v));
-    let hi = percentile(&mut kept_d, HI_PERCENTILE);
-    trace.hi = hi;
-    let lo = LO_FRACTION * t;
-    let den = (hi - lo).max(1e-6);
-    let near = dilate(kept, wh, ww, KEEP_DILATE);
-    let rows = kbox[0].saturating_sub(KEEP_DILATE)..(kbox[2] + KEEP_DILATE + 1).min(wh);
-    let cols = kbox[1].saturating_sub(KEEP_DILATE)..(kbox[3] + KEEP_DILATE + 1).min(ww);
-    let rw = cols.len();
-    let mut v = Buf::new(rows.len() * rw, 0f64);
-    for (y, orow) in rows.clone().zip(v.chunks_exact_mut(rw)) {
-        let span = y * ww + cols.start..y * ww + cols.end;
-        for ((o, &dv), &m) in orow.iter_mut().zip(&d[span.clone()]).zip(&near[span]) {
-            *o = if m {
-                ((dv as f64 - lo) / den).clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
-        }
-    }
-    Ink { v, rows, cols }
-}
-
-/// Step 8: the scale that makes the box's longer side BOX px, and the ink's
-/// centre of mass: (row, col, scale).
-fn centre(ink: &Ink, kbox: [usize; 4], trace: &mut Trace) -> (f64, f64, f64) {
-    let l = (kbox[2] - kbox[0] + 1).max(kbox[3] - kbox[1] + 1);
-    let s = BOX / l as f64;
-    let (mut total, mut sy, mut sx) = (0f64, 0f64, 0f64);
-    for (y, row) in ink.rows.clone().zip(ink.v.chunks_exact(ink.cols.len())) {
-        let (mut rt, mut rx) = (0f64, 0f64);
-        for (x, &val) in ink.cols.clone().zip(row) {
-            rt += val;
-            rx += val * x as f64;
-        }
-        total += rt;
-        sy += rt * y as f64;
-        sx += rx;
-    }
-    let (cy, cx) = (sy / total, sx / total);
-    trace.box_side = l;
-    trace.scale = s;
-    trace.com = (cy, cx);
-    (cy, cx, s)
-}
-
-/// Step 9: resample the ink into 28x28 around the centre of mass (zeros
-/// outside the working image).
-fn resample(ink: &Ink, (wh, ww): (usize, usize), (cy, cx): (f64, f64), s: f64) -> [f64; OUT * OUT] {
-    let grid = |c: f64| -> Vec<f64> { (0..OUT).map(|i| c + (i as f64 - COM) / s).collect() };
-    let my = resample_matrix(wh, &grid(cy), 1.0 / s, false);
-    let mx = resample_matrix(ww, &grid(cx), 1.0 / s, false);
-    let (rows, cols, rw) = (&ink.rows, &ink.cols, ink.cols.len());
-    let mut tmp = Buf::new(OUT * rw, 0f64);
-    for (i, acc) in tmp.chunks_exact_mut(rw).enumerate() {
-        let (first, wts) = my.row(i);
-        for (y, &wt) in (first..).zip(wts) {
-            if rows.contains(&y) {
-                let src = &ink.v[(y - rows.start) * rw..(y - rows.start + 1) * rw];
-                acc.iter_mut().zip(src).for_each(|(o, &val)| *o += wt * val);
-            }
-        }
-    }
-    let mut out = [0f64; OUT * OUT];
-    for (i, orow) in out.chunks_exact_mut(OUT).enumerate() {
-        let acc = &tmp[i * rw..(i + 1) * rw];
-        for (j, o) in orow.iter_mut().enumerate() {
-            let (first, wts) = mx.row(j);
-            *o = (first..)
-                .zip(wts)
-                .filter(|(x, _)| cols.contains(x))
-                .map(|(x, &wt)| wt * acc[x - cols.start])
-                .sum();
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -419,6 +309,30 @@ mod tests {
             }
         }
         assert_eq!(preprocess_grey(&Grey::filled(0, 0, 0.0)), None);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_copy_computes_the_baseline_bit_for_bit() {
+        if !super::wide::avx2() {
+            return;
+        }
+        for (w, h) in [(279, 212), (900, 700), (40, 300), (2000, 60)] {
+            let ring = photo(w, h);
+            let grey = image::GrayImage::from_fn(w as u32, h as u32, |x, y| {
+                image::Luma([(ring.get(y as usize, x as usize) * 255.0 + 0.5) as u8])
+            });
+            let image = DynamicImage::ImageLuma8(grey);
+            // SAFETY: the CPU has AVX2, checked above.
+            let wide = unsafe { preprocess_avx2(&image) };
+            assert!(wide.is_some(), "{w}x{h}");
+            assert_eq!(wide, preprocess_here(&image), "{w}x{h}");
+            let (mut ta, mut tb) = (Trace::default(), Trace::default());
+            // SAFETY: as above.
+            let wide = unsafe { grey_avx2(&ring, &mut ta) };
+            assert_eq!(wide, grey_here(&ring, &mut tb), "{w}x{h}");
+            assert_eq!(ta, tb);
+        }
     }
 
     #[test]

@@ -3,50 +3,48 @@
 //! Owns: numpy's histogram binning (bit for bit, edges included) and
 //! `np.percentile`'s default interpolation. Must not: allocate per value.
 
-/// Step 5's histogram (numpy's binning: bin i is [edge i, edge i+1), the
-/// last one closed).
+/// Step 5's histogram, numpy's binning bit for bit: bin i is [edge i,
+/// edge i+1), the last one closed, with edge i = i * (vmax / bins); like
+/// numpy, an estimate of the bin (off by at most one) corrected by one
+/// step against the edges. Two passes: the bins of a block of values
+/// (arithmetic only, vectorised), then their counts.
+#[inline(always)]
 fn otsu_histogram(values: &[f32], bins: usize, vmax: f64) -> Vec<u32> {
-    // numpy: bin i holds edge[i] <= v < edge[i+1] (the last bin also v ==
-    // vmax), with edge[i] = i * (vmax / bins) and edge[bins] = vmax; the
-    // estimate v * bins / vmax is corrected against those edges.
     let step = vmax / bins as f64;
-    let edges: Vec<f64> = (0..=bins)
-        .map(|i| if i == bins { vmax } else { i as f64 * step })
-        .collect();
     let scale = bins as f64 / vmax;
-    // four interleaved histograms: runs of equal bins do not wait on each
-    // other's increments
-    let mut counts = vec![0u32; 4 * bins];
-    for (n, &v) in values.iter().enumerate() {
-        let v = v as f64;
-        if !(v >= 0.0 && v <= vmax) {
-            continue;
+    let last = bins as i32 - 1;
+    // four interleaved counts per bin (runs of equal bins do not wait on
+    // each other's increments), and a bin past the last for the values
+    // outside [0, vmax], which are not counted
+    let mut counts = vec![[0u32; 4]; bins + 1];
+    let mut idx = [0u32; 512];
+    for block in values.chunks(idx.len()) {
+        for (o, &v) in idx.iter_mut().zip(block) {
+            let v = v as f64;
+            let mut i = (v * scale).clamp(0.0, last as f64) as i32;
+            i -= i32::from(v < i as f64 * step);
+            i += i32::from((v >= (i + 1) as f64 * step) & (i < last));
+            let valid = v >= 0.0 && v <= vmax;
+            *o = if valid { i as u32 } else { bins as u32 };
         }
-        let x = v * scale;
-        let mut i = x as usize;
-        // Far (1e-9 of a bin) from an edge, the estimate is the bin: the
-        // rounding of x and of the edges is some 1e-14 of a bin. Near one,
-        // check against numpy's edges.
-        let frac = x - i as f64;
-        if !(1e-9..1.0 - 1e-9).contains(&frac) || i >= bins {
-            i = i.min(bins - 1);
-            while v < edges[i] {
-                i -= 1;
-            }
-            while i + 1 < bins && v >= edges[i + 1] {
-                i += 1;
-            }
+        let mut quads = idx[..block.len()].chunks_exact(4);
+        for q in quads.by_ref() {
+            counts[q[0] as usize][0] += 1;
+            counts[q[1] as usize][1] += 1;
+            counts[q[2] as usize][2] += 1;
+            counts[q[3] as usize][3] += 1;
         }
-        counts[(n & 3) * bins + i] += 1;
+        for &i in quads.remainder() {
+            counts[i as usize][0] += 1;
+        }
     }
-    (0..bins)
-        .map(|i| counts[i] + counts[bins + i] + counts[2 * bins + i] + counts[3 * bins + i])
-        .collect()
+    counts[..bins].iter().map(|c| c.iter().sum()).collect()
 }
 
 /// Step 5: Otsu threshold of `values` in [0, vmax] over `bins` bins (numpy's
 /// histogram binning: bin i is [edge i, edge i+1), the last one closed);
 /// returns the upper edge of the best lower class (the first maximum).
+#[inline(always)]
 pub fn otsu(values: &[f32], bins: usize, vmax: f64) -> f64 {
     let hist = otsu_histogram(values, bins, vmax);
     let (mut w0, mut m0) = (vec![0f64; bins], vec![0f64; bins]);
