@@ -181,26 +181,24 @@ start_servers() { # layout srv_cpus
         PID_MB=$STARTED
     fi
     [[ ${BENCH_METRICS:-1} == 0 ]] && return 0
-    taskset -c "$cpus" "$BIN" --listen "127.0.0.1:$PORT_D" --upstream "127.0.0.1:$PORT_A" --metrics-path /metrics \
-        --proxy-threads "${BENCH_MI_THREADS:-$workers}" --drain-delay 0s --stop-timeout 2s -- sleep 1000 >"$OUT/$layout/mi-metrics.log" 2>&1 &
-    PID_MM=$!
-    stop_later "$PID_MM" 5
-    wait_http "http://127.0.0.1:$PORT_D/health" '"health": *"true"' 30 ||
-        { cat "$OUT/$layout/mi-metrics.log" >&2; die "modelarts-init --metrics-path did not become healthy"; }
+    start_mi "$BIN" "$PORT_D" mi-metrics --metrics-path /metrics
+    PID_MM=$STARTED
     wait_http "http://127.0.0.1:$PORT_D/metrics" modelarts_init_state 10 || die "modelarts-init serves no /metrics"
 }
 
-# start_mi BIN PORT NAME: modelarts-init BIN in front of the upstream on
-# PORT, with as many serving threads as the layout's CPUs, log in
-# NAME.log; its pid in STARTED once it proxies.
+# start_mi BIN PORT NAME [FLAGS...]: modelarts-init BIN (with FLAGS) in
+# front of the upstream on PORT, with as many serving threads as the
+# layout's CPUs, log in NAME.log; its pid in STARTED once it proxies.
 start_mi() {
-    taskset -c "$cpus" "$1" --listen "127.0.0.1:$2" --upstream "127.0.0.1:$PORT_A" \
-        --proxy-threads "${BENCH_MI_THREADS:-$workers}" --drain-delay 0s --stop-timeout 2s -- sleep 1000 >"$OUT/$layout/$3.log" 2>&1 &
+    local bin=$1 port=$2 name=$3
+    shift 3
+    taskset -c "$cpus" "$bin" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$PORT_A" "$@" \
+        --proxy-threads "${BENCH_MI_THREADS:-$workers}" --drain-delay 0s --stop-timeout 2s -- sleep 1000 >"$OUT/$layout/$name.log" 2>&1 &
     STARTED=$!
     stop_later "$STARTED" 5
-    wait_http "http://127.0.0.1:$2/health" '"health": *"true"' 30 ||
-        { cat "$OUT/$layout/$3.log" >&2; die "$3 did not become healthy"; }
-    wait_http "http://127.0.0.1:$2/1k" xxxx 10 || die "$3 does not proxy /1k"
+    wait_http "http://127.0.0.1:$port/health" '"health": *"true"' 30 ||
+        { cat "$OUT/$layout/$name.log" >&2; die "$name did not become healthy"; }
+    wait_http "http://127.0.0.1:$port/1k" xxxx 10 || die "$name does not proxy /1k"
 }
 
 # CPU clock ticks (user + system) of the given pids, whole thread groups.

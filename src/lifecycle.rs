@@ -60,7 +60,8 @@ impl State {
         }
     }
 
-    const ALL: [State; 7] = [
+    /// Every state, in order (`State::ALL[s as usize] == s`).
+    pub(crate) const ALL: [State; 7] = [
         State::Starting,
         State::Ready,
         State::Unhealthy,

@@ -45,25 +45,30 @@ fn websocket_echo_passes_through() {
     assert_health_true(&f.get("/health").unwrap());
 }
 
-/// A WebSocket opened before SIGTERM keeps working through the drain delay
-/// (R8: traffic is served as before), and the exit waits for nothing more
-/// than the timeline.
-#[test]
-fn websocket_keeps_working_during_the_drain() {
+/// modelarts-init `flags` in front of the echo server, and a WebSocket
+/// client connected through it that holds its socket open until `go` (the
+/// returned path) is written, then echoes 5 messages and closes.
+fn held_websocket(tag: &str, flags: &[&str]) -> (Front, std::path::PathBuf, Running) {
     let (py, server) = (python(), py_script("ws_echo_server.py"));
-    let mut f = spawn_child(
-        "ws-drain",
-        &["--drain-delay", "3s", "--stop-timeout", "2s"],
-        &[py.as_str(), server.as_str()],
-    );
+    let mut f = spawn_child(tag, flags, &[py.as_str(), server.as_str()]);
     f.wait_ready("/health");
     let go = f.dir.join("go");
-    let mut client = ws_client(&format!("ws://{}/ws", f.listen), Some(&go));
+    let client = ws_client(&format!("ws://{}/ws", f.listen), Some(&go));
     assert!(
         wait_until(secs(30), || client.stdout.contains("CONNECTED")),
         "ws client never connected\n{}",
         client.dump()
     );
+    (f, go, client)
+}
+
+/// A WebSocket opened before SIGTERM keeps working through the drain delay
+/// (R8: traffic is served as before), and the exit waits for nothing more
+/// than the timeline.
+#[test]
+fn websocket_keeps_working_during_the_drain() {
+    let (mut f, go, mut client) =
+        held_websocket("ws-drain", &["--drain-delay", "3s", "--stop-timeout", "2s"]);
     let (term_at, _) = f.sigterm_until_draining();
     std::fs::write(&go, "").unwrap();
     let code = client.expect_code(secs(30));
@@ -96,20 +101,7 @@ fn websocket_keeps_working_during_the_drain() {
 /// waits in the backlog while the tunnel is open, and is answered after.
 #[test]
 fn a_websocket_tunnel_counts_as_an_open_connection() {
-    let (py, server) = (python(), py_script("ws_echo_server.py"));
-    let mut f = spawn_child(
-        "ws-limit",
-        &["--max-connections", "1"],
-        &[py.as_str(), server.as_str()],
-    );
-    f.wait_ready("/health");
-    let go = f.dir.join("go");
-    let mut client = ws_client(&format!("ws://{}/ws", f.listen), Some(&go));
-    assert!(
-        wait_until(secs(30), || client.stdout.contains("CONNECTED")),
-        "ws client never connected\n{}",
-        client.dump()
-    );
+    let (f, go, mut client) = held_websocket("ws-limit", &["--max-connections", "1"]);
     let mut waiting = Conn::open(f.listen).unwrap();
     waiting
         .send(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", f.listen).as_bytes())

@@ -25,16 +25,6 @@ use crate::supervisor::tree::Tree;
 
 const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-const STATES: [State; 7] = [
-    State::Starting,
-    State::Ready,
-    State::Unhealthy,
-    State::Restarting,
-    State::Draining,
-    State::Stopping,
-    State::Exited,
-];
-
 /// The answer to a scrape.
 pub(crate) fn answer(
     metrics: &Arc<Metrics>,
@@ -288,7 +278,7 @@ impl Figures {
             None,
             MetricType::Gauge,
         )?;
-        for s in STATES {
+        for s in State::ALL {
             m.encode_family(&[("state", s.as_str())])?
                 .encode_gauge(&i64::from(s == self.state))?;
         }
