@@ -85,9 +85,14 @@ pub fn resample_matrix(n_in: usize, centres: &[f64], f: f64, renormalise: bool) 
 
 /// Step 2: resize to `out_h x out_w`; image corners stay corners.
 pub fn resize(a: &Grey, out_h: usize, out_w: usize) -> Grey {
-    resize_rows(a.height, a.width, out_h, out_w, |y, row| {
-        row.copy_from_slice(a.row(y))
-    })
+    resize_rows(
+        a.height,
+        a.width,
+        out_h,
+        out_w,
+        #[inline(always)]
+        |y, row| row.copy_from_slice(a.row(y)),
+    )
 }
 
 /// `resize` of the `h x w` image whose row y `fill(y, row)` writes: rows

@@ -60,7 +60,14 @@ unsafe fn preprocess_avx2(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
 fn preprocess_here(image: &DynamicImage) -> Option<[f32; OUT * OUT]> {
     let src = GreyRows::new(image);
     let (wh, ww) = work_size(src.height, src.width)?;
-    let g = resize_rows(src.height, src.width, wh, ww, |y, row| src.row(y, row));
+    let g = resize_rows(
+        src.height,
+        src.width,
+        wh,
+        ww,
+        #[inline(always)]
+        |y, row| src.row(y, row),
+    );
     drop(src);
     steps_3_to_10(g, &mut Trace::default())
 }
@@ -169,18 +176,25 @@ fn polarity(g: &mut Grey, trace: &mut Trace) {
     // four partial sums: numpy's order is its own (pairwise) anyway, and
     // only the sign is taken
     let mut skew = [0f64; 4];
-    box_blur_rows(g, POL_RADIUS, |y, blur| {
-        let (row, mut quads) = (g.row(y), blur.chunks_exact(4));
-        for (v, b) in row.chunks_exact(4).zip(quads.by_ref()) {
-            for k in 0..4 {
-                skew[k] += (v[k] as f64 - b[k]).powi(3);
+    // (inlined, so that the AVX2 copy of the pipeline runs it with AVX2:
+    // a closure does not inherit its caller's target features)
+    box_blur_rows(
+        g,
+        POL_RADIUS,
+        #[inline(always)]
+        |y, blur| {
+            let (row, mut quads) = (g.row(y), blur.chunks_exact(4));
+            for (v, b) in row.chunks_exact(4).zip(quads.by_ref()) {
+                for k in 0..4 {
+                    skew[k] += (v[k] as f64 - b[k]).powi(3);
+                }
             }
-        }
-        let done = blur.len() - quads.remainder().len();
-        for (&v, &b) in row[done..].iter().zip(quads.remainder()) {
-            skew[0] += (v as f64 - b).powi(3);
-        }
-    });
+            let done = blur.len() - quads.remainder().len();
+            for (&v, &b) in row[done..].iter().zip(quads.remainder()) {
+                skew[0] += (v as f64 - b).powi(3);
+            }
+        },
+    );
     trace.light_ink = skew.iter().sum::<f64>() > 0.0;
     if trace.light_ink {
         g.data.iter_mut().for_each(|v| *v = 1.0 - *v);
