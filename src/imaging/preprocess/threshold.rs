@@ -34,6 +34,7 @@ fn otsu_histogram(values: &[f32], bins: usize, vmax: f64) -> Vec<u32> {
     // the f32 estimate needs a finite scale and bins that f32 counts exactly
     let estimate = scale.is_finite() && scale > 0.0 && bins <= 4096;
     let (scale32, bins32) = (scale as f32, bins as f32);
+    const MAGIC: f32 = 8_388_608.0;
     // four interleaved counts per bin (runs of equal bins do not wait on
     // each other's increments), and a bin past the last for the values
     // outside [0, vmax], which are not counted
@@ -45,10 +46,17 @@ fn otsu_histogram(values: &[f32], bins: usize, vmax: f64) -> Vec<u32> {
             let mut unsure = false;
             for (o, &v) in idx.iter_mut().zip(block) {
                 let x = v * scale32;
-                let i = x as i32;
-                let f = x - i as f32;
+                // the integer nearest x - 0.5 (floor(x) where it is sure),
+                // clamped to [0, bins] (NaN: 0), by adding 2^23 (where f32's
+                // spacing is 1): an `as i32` here would not vectorise
+                let y = x - 0.5;
+                let c = if y > 0.0 { y } else { 0.0 };
+                let c = if c < bins32 { c } else { bins32 };
+                let big = c + MAGIC;
+                let f = x - (big - MAGIC);
                 let sure = (v == 0.0) | ((f > 0.001) & (f < 0.999) & (x >= 0.0) & (x < bins32));
-                *o = if sure { i as u32 } else { u32::MAX };
+                let i = big.to_bits() - MAGIC.to_bits();
+                *o = if sure { i } else { u32::MAX };
                 unsure |= !sure;
             }
             if unsure {
