@@ -293,31 +293,66 @@ fn vhgw_valid<const MAX: bool>(src: &[f32], n: usize, lanes: usize, r: usize, ou
         out.copy_from_slice(src);
         return;
     }
-    // every row of both is written before it is read
-    let (mut g, mut h) = (Buf::dirty(n * lanes), Buf::dirty(n * lanes));
-    let (g, h) = (&mut g[..], &mut h[..]);
+    // out row i = op(h[i], g[i + 2r]): i in block b, i + 2r in block b's
+    // last row or block b + 1; so only the g of two blocks and the h of
+    // one are held (a few dozen KB instead of two whole planes)
+    let nout = n - 2 * r;
+    let (mut g, mut g_next, mut h) = (
+        Buf::dirty(win * lanes),
+        Buf::dirty(win * lanes),
+        Buf::dirty(win * lanes),
+    );
+    running::<MAX>(&src[..win * lanes], lanes, false, &mut g);
+    running::<MAX>(&src[..win * lanes], lanes, true, &mut h);
     let row = |j: usize| j * lanes..(j + 1) * lanes;
-    for b in (0..n).step_by(win) {
-        let end = (b + win).min(n);
-        g[row(b)].copy_from_slice(&src[row(b)]);
-        for j in b + 1..end {
-            let (prev, cur) = g[(j - 1) * lanes..(j + 1) * lanes].split_at_mut(lanes);
-            for ((c, &p), &v) in cur.iter_mut().zip(prev.iter()).zip(&src[row(j)]) {
-                *c = op::<MAX>(p, v);
+    for b in (0..nout).step_by(win) {
+        // block b is whole (b + 2r < n), block b + 1 is whatever is left
+        let next = (b + win..(b + 2 * win).min(n)).len();
+        if next > 0 {
+            let rows = &src[(b + win) * lanes..(b + win + next) * lanes];
+            running::<MAX>(rows, lanes, false, &mut g_next[..next * lanes]);
+        }
+        for i in b..(b + win).min(nout) {
+            let j = i - b;
+            let gg = if j == 0 {
+                &g[row(win - 1)]
+            } else {
+                &g_next[row(j - 1)]
+            };
+            for ((o, &x), &y) in out[row(i)].iter_mut().zip(&h[row(j)]).zip(gg) {
+                *o = op::<MAX>(x, y);
             }
         }
-        h[row(end - 1)].copy_from_slice(&src[row(end - 1)]);
-        for j in (b..end - 1).rev() {
-            let (cur, next) = h[j * lanes..(j + 2) * lanes].split_at_mut(lanes);
+        std::mem::swap(&mut g, &mut g_next);
+        if next > 0 {
+            let rows = &src[(b + win) * lanes..(b + win + next) * lanes];
+            running::<MAX>(rows, lanes, true, &mut h[..next * lanes]);
+        }
+    }
+}
+
+/// Running max (or min) down the rows of `src` (`lanes` wide) into `acc`
+/// (as long): from the first row on, or with `backward` from the last row
+/// up (van Herk/Gil-Werman's g and h of one block).
+#[inline(always)]
+fn running<const MAX: bool>(src: &[f32], lanes: usize, backward: bool, acc: &mut [f32]) {
+    let n = src.len() / lanes;
+    let row = |j: usize| j * lanes..(j + 1) * lanes;
+    if backward {
+        acc[row(n - 1)].copy_from_slice(&src[row(n - 1)]);
+        for j in (0..n - 1).rev() {
+            let (cur, next) = acc[j * lanes..(j + 2) * lanes].split_at_mut(lanes);
             for ((c, &p), &v) in cur.iter_mut().zip(next.iter()).zip(&src[row(j)]) {
                 *c = op::<MAX>(p, v);
             }
         }
-    }
-    for i in 0..n - 2 * r {
-        let gg = &g[row(i + 2 * r)];
-        for ((o, &x), &y) in out[row(i)].iter_mut().zip(&h[row(i)]).zip(gg) {
-            *o = op::<MAX>(x, y);
+    } else {
+        acc[row(0)].copy_from_slice(&src[row(0)]);
+        for j in 1..n {
+            let (prev, cur) = acc[(j - 1) * lanes..(j + 1) * lanes].split_at_mut(lanes);
+            for ((c, &p), &v) in cur.iter_mut().zip(prev.iter()).zip(&src[row(j)]) {
+                *c = op::<MAX>(p, v);
+            }
         }
     }
 }

@@ -173,9 +173,10 @@ fn steps_3_to_10(mut g: Grey, trace: &mut Trace) -> Option<[f32; OUT * OUT]> {
 /// ink on dark is inverted.
 #[inline(always)]
 fn polarity(g: &mut Grey, trace: &mut Trace) {
-    // four partial sums: numpy's order is its own (pairwise) anyway, and
-    // only the sign is taken
-    let mut skew = [0f64; 4];
+    // eight partial sums (two AVX2 vectors, to halve the adds' latency
+    // chain): numpy's order is its own (pairwise) anyway, and only the
+    // sign is taken
+    let mut skew = [0f64; 8];
     // (inlined, so that the AVX2 copy of the pipeline runs it with AVX2:
     // a closure does not inherit its caller's target features)
     box_blur_rows(
@@ -183,9 +184,9 @@ fn polarity(g: &mut Grey, trace: &mut Trace) {
         POL_RADIUS,
         #[inline(always)]
         |y, blur| {
-            let (row, mut quads) = (g.row(y), blur.chunks_exact(4));
-            for (v, b) in row.chunks_exact(4).zip(quads.by_ref()) {
-                for k in 0..4 {
+            let (row, mut quads) = (g.row(y), blur.chunks_exact(8));
+            for (v, b) in row.chunks_exact(8).zip(quads.by_ref()) {
+                for k in 0..8 {
                     skew[k] += (v[k] as f64 - b[k]).powi(3);
                 }
             }
