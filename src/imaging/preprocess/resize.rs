@@ -2,7 +2,7 @@
 //! `resample_matrix` and `resize`).
 //!
 //! Owns: the sparse resampling taps and the two-pass resize (rows, then
-//! columns with fixed-length tap loops, bit for bit with the plain loop).
+//! columns in bands of eight outputs, bit for bit with the plain loop).
 //! Must not: read more than a ring of the filter's height of input rows
 //! at once (a big photo is resized without a full-size grey copy).
 
@@ -151,46 +151,71 @@ pub(crate) fn resize_rows(
         }
     }
     let mut out = Grey::pooled_dirty(out_w, out_h);
-    let mx = mx.trimmed();
-    let taps = mx.span.iter().map(|s| s.len()).max().unwrap_or(0);
-    match taps {
-        0..=4 => columns::<4>(&tmp, w, &mx, &mut out),
-        5..=8 => columns::<8>(&tmp, w, &mx, &mut out),
-        9..=16 => columns::<16>(&tmp, w, &mx, &mut out),
-        _ => columns_any(&tmp, w, &mx, &mut out),
-    }
+    columns_banded(&tmp, w, &mx.trimmed(), &mut out);
     out
 }
 
-/// The column pass of `resize_rows` with every output's taps padded with
-/// zero weights to `K`, so that the inner loop has a fixed length; the
-/// zero terms come last and add exactly nothing (every product is >= 0),
-/// so the sums are those of `columns_any`, bit for bit.
+/// Outputs per block of `columns_banded` (one AVX2 vector of f32).
+const LANES: usize = 8;
+
+/// The column pass of `resize_rows`, `LANES` outputs at a time: the
+/// weights of a block of outputs as a band over the inputs they read
+/// (`band[t][l]`: input `base + t`'s weight in output `l`, zero where it
+/// is not one of its taps), so that each input is one broadcast times one
+/// vector of weights. Each output then sums the products of its taps in
+/// the same order as `columns_any`, with exact zeros between them (every
+/// product is >= 0, and adding +-0 to it changes nothing): the same sums,
+/// bit for bit.
 #[inline(always)]
-fn columns<const K: usize>(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
+fn columns_banded(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
     let out_w = out.width;
-    let mut wx = vec![0f32; out_w * K];
-    for (j, row) in wx.chunks_exact_mut(K).enumerate() {
-        for (o, &v) in row.iter_mut().zip(&mx.weights[mx.span[j].clone()]) {
-            *o = v as f32;
-        }
+    // (base, range of band rows) per block
+    let mut blocks = Vec::with_capacity(out_w.div_ceil(LANES));
+    let mut spans = Vec::with_capacity(blocks.capacity());
+    for j0 in (0..out_w).step_by(LANES) {
+        let js = j0..(j0 + LANES).min(out_w);
+        let reads = js.clone().filter(|&j| !mx.span[j].is_empty());
+        let base = reads.clone().map(|j| mx.first[j]).min().unwrap_or(0);
+        let end = reads
+            .map(|j| mx.first[j] + mx.span[j].len())
+            .max()
+            .unwrap_or(base);
+        spans.push((base, end - base));
     }
-    let mut padded = Buf::new(w + K, 0f32);
-    for (row, orow) in tmp.chunks_exact(w).zip(out.data.chunks_exact_mut(out_w)) {
-        padded[..w].copy_from_slice(row);
-        for ((o, wts), &first) in orow.iter_mut().zip(wx.chunks_exact(K)).zip(&mx.first) {
-            let src: &[f32; K] = padded[first..first + K].try_into().expect("K values");
-            let mut acc = 0f32;
-            for k in 0..K {
-                acc += wts[k] * src[k];
+    let total: usize = spans.iter().map(|s| s.1).sum();
+    let mut band = Buf::new(total * LANES, 0f32);
+    let mut at = 0;
+    for (b, &(base, len)) in spans.iter().enumerate() {
+        for j in b * LANES..((b + 1) * LANES).min(out_w) {
+            let (first, wts) = mx.row(j);
+            for (t, &wt) in (first - base..).zip(wts) {
+                band[(at + t) * LANES + j - b * LANES] = wt as f32;
             }
-            *o = acc;
+        }
+        blocks.push((base, at * LANES..(at + len) * LANES));
+        at += len;
+    }
+    for (row, orow) in tmp.chunks_exact(w).zip(out.data.chunks_exact_mut(out_w)) {
+        for ((base, range), o) in blocks.iter().zip(orow.chunks_mut(LANES)) {
+            let mut acc = [0f32; LANES];
+            for (wv, &v) in band[range.clone()].chunks_exact(LANES).zip(&row[*base..]) {
+                let wv: &[f32; LANES] = wv.try_into().expect("LANES weights");
+                for l in 0..LANES {
+                    acc[l] += wv[l] * v;
+                }
+            }
+            match o.len() {
+                // (a fixed-size copy, not a call to memcpy)
+                LANES => o.copy_from_slice(&acc),
+                n => o.copy_from_slice(&acc[..n]),
+            }
         }
     }
 }
 
-/// The column pass of `resize_rows`, any number of taps.
-#[inline(always)]
+/// The column pass of `resize_rows` as the plain loop over each output's
+/// taps (what `columns_banded` must equal).
+#[cfg(test)]
 fn columns_any(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
     let out_w = out.width;
     let wx: Vec<f32> = mx.weights.iter().map(|&v| v as f32).collect();
@@ -212,12 +237,16 @@ mod tests {
     use super::*;
     use crate::imaging::preprocess::test_images::random;
     #[test]
-    fn resize_columns_fixed_taps_equal_any_taps_bit_for_bit() {
+    fn resize_columns_in_bands_equal_the_plain_loop_bit_for_bit() {
         for (h, w, ow) in [
             (212, 279, 168),
             (60, 400, 128),
             (300, 3000, 384),
             (40, 50, 160),
+            (37, 50, 13),
+            (7, 20, 30),
+            (1, 10, 3),
+            (3, 3000, 7),
         ] {
             let a = random(w, h, (h * w) as u32);
             let fx = w as f64 / ow as f64;
@@ -225,15 +254,9 @@ mod tests {
             let mx = resample_matrix(w, &cx, fx, true);
             let mut fast = Grey::filled(ow, h, 0.0);
             let mut slow = Grey::filled(ow, h, 0.0);
-            // without the zero weights at the ends, fixed-length loops
-            let trimmed = mx.trimmed();
-            let taps = trimmed.span.iter().map(|s| s.len()).max().unwrap();
-            match taps {
-                0..=4 => columns::<4>(&a.data, w, &trimmed, &mut fast),
-                5..=8 => columns::<8>(&a.data, w, &trimmed, &mut fast),
-                9..=16 => columns::<16>(&a.data, w, &trimmed, &mut fast),
-                _ => columns_any(&a.data, w, &trimmed, &mut fast),
-            }
+            // without the zero weights at the ends, in bands
+            let taps = mx.span.iter().map(|s| s.len()).max().unwrap();
+            columns_banded(&a.data, w, &mx.trimmed(), &mut fast);
             columns_any(&a.data, w, &mx, &mut slow);
             let same = fast
                 .data

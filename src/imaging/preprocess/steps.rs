@@ -184,15 +184,25 @@ fn polarity(g: &mut Grey, trace: &mut Trace) {
         POL_RADIUS,
         #[inline(always)]
         |y, blur| {
-            let (row, mut quads) = (g.row(y), blur.chunks_exact(8));
-            for (v, b) in row.chunks_exact(8).zip(quads.by_ref()) {
+            // the row's own sums first: in registers (the captured `skew`
+            // stayed in memory, one scalar add at a time)
+            let mut sums = [0f64; 8];
+            let (row, mut octets) = (g.row(y), blur.chunks_exact(8));
+            for (v, b) in row.chunks_exact(8).zip(octets.by_ref()) {
+                let (v, b): (&[f32; 8], &[f64; 8]) =
+                    (v.try_into().expect("8"), b.try_into().expect("8"));
+                let h: [f64; 8] = std::array::from_fn(|k| v[k] as f64 - b[k]);
                 for k in 0..8 {
-                    skew[k] += (v[k] as f64 - b[k]).powi(3);
+                    // = h.powi(3)
+                    sums[k] += h[k] * h[k] * h[k];
                 }
             }
-            let done = blur.len() - quads.remainder().len();
-            for (&v, &b) in row[done..].iter().zip(quads.remainder()) {
-                skew[0] += (v as f64 - b).powi(3);
+            let done = blur.len() - octets.remainder().len();
+            for (&v, &b) in row[done..].iter().zip(octets.remainder()) {
+                sums[0] += (v as f64 - b).powi(3);
+            }
+            for (s, r) in skew.iter_mut().zip(sums) {
+                *s += r;
             }
         },
     );
