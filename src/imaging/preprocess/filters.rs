@@ -383,10 +383,25 @@ pub fn pad_odd(a: &Grey, p: usize) -> Grey {
         } else {
             row.copy_from_slice(a.row(y - p));
         }
-        for k in 1..=p {
-            let kk = k.min(w - 1);
-            dst[p - k] = 2.0 * dst[p] - dst[p + kk];
-            dst[p + w - 1 + k] = 2.0 * dst[p + w - 1] - dst[p + w - 1 - kk];
+        if w > p {
+            // min(k, w - 1) = k: column p - k mirrors p + k, and p + w - 1 + k
+            // mirrors p + w - 1 - k, as whole (reversed) slices
+            let (left, rest) = dst.split_at_mut(p);
+            let e = rest[0];
+            for (o, &m) in left.iter_mut().zip(rest[1..=p].iter().rev()) {
+                *o = 2.0 * e - m;
+            }
+            let (inner, right) = rest.split_at_mut(w);
+            let e = inner[w - 1];
+            for (o, &m) in right.iter_mut().zip(inner[w - 1 - p..w - 1].iter().rev()) {
+                *o = 2.0 * e - m;
+            }
+        } else {
+            for k in 1..=p {
+                let kk = k.min(w - 1);
+                dst[p - k] = 2.0 * dst[p] - dst[p + kk];
+                dst[p + w - 1 + k] = 2.0 * dst[p + w - 1] - dst[p + w - 1 - kk];
+            }
         }
     }
     out
@@ -477,6 +492,23 @@ mod tests {
                     &full.row(y + 2 * r)[2 * r..w - 2 * r],
                     "{w}x{h} r{r} row {y}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn pad_odd_columns_as_slices_equal_the_plain_loop() {
+        for (w, h, p) in [(40, 7, 30), (31, 3, 30), (30, 4, 30), (5, 6, 30), (1, 2, 3)] {
+            let a = random(w, h, (w + 3 * h) as u32);
+            let got = pad_odd(&a, p);
+            for y in 0..h + 2 * p {
+                let mut want = got.row(y).to_vec();
+                for k in 1..=p {
+                    let kk = k.min(w - 1);
+                    want[p - k] = 2.0 * want[p] - want[p + kk];
+                    want[p + w - 1 + k] = 2.0 * want[p + w - 1] - want[p + w - 1 - kk];
+                }
+                assert_eq!(got.row(y), &want[..], "{w}x{h} p{p} row {y}");
             }
         }
     }
