@@ -61,10 +61,23 @@ pub(crate) fn box_blur_rows(a: &Grey, r: usize, mut visit: impl FnMut(usize, &[f
         // shifted by the sum of the ones before it
         let (p, c) = (&mut pre[1..], &col[..]);
         let mut acc = [0f64; 4];
-        for k in 0..quarter {
-            for q in 0..4 {
-                acc[q] += c[q * quarter + k] * inv_count;
-                p[q * quarter + k] = acc[q];
+        {
+            // the quarters as slices of their own: no bounds checks
+            let (p0, rest) = p.split_at_mut(quarter);
+            let (p1, rest) = rest.split_at_mut(quarter);
+            let (p2, rest) = rest.split_at_mut(quarter);
+            let p3 = &mut rest[..quarter];
+            let cq = |q: usize| &c[q * quarter..(q + 1) * quarter];
+            let (c0, c1, c2, c3) = (cq(0), cq(1), cq(2), cq(3));
+            for k in 0..quarter {
+                acc[0] += c0[k] * inv_count;
+                p0[k] = acc[0];
+                acc[1] += c1[k] * inv_count;
+                p1[k] = acc[1];
+                acc[2] += c2[k] * inv_count;
+                p2[k] = acc[2];
+                acc[3] += c3[k] * inv_count;
+                p3[k] = acc[3];
             }
         }
         for k in 4 * quarter..w {
