@@ -7,6 +7,8 @@
 //! Must not: recurse (a flood fill on an explicit queue, whatever the
 //! component's size).
 
+use super::pool::Buf;
+
 /// Step 6: the 8-connected components of a mask.
 #[derive(Clone, Debug, Default)]
 pub struct Components {
@@ -29,7 +31,9 @@ impl Components {
 
 /// Step 6: 8-connected components of `mask` (`h` x `w`, non-zero = ink),
 /// by a breadth-first flood fill started at each unvisited pixel in raster
-/// order; `mask` is cleared on the way (it marks the visited pixels).
+/// order; `mask` is cleared on the way (it marks the visited pixels). The
+/// fill runs on a copy with a border of one empty pixel, so that a pixel's
+/// eight neighbours are eight fixed offsets, without bounds checks.
 #[inline(always)]
 pub fn components(mask: &mut [u8], h: usize, w: usize) -> Components {
     assert_eq!(mask.len(), h * w, "components: mask size");
@@ -37,28 +41,50 @@ pub fn components(mask: &mut [u8], h: usize, w: usize) -> Components {
         starts: vec![0],
         ..Components::default()
     };
+    if h == 0 || w == 0 {
+        return c;
+    }
+    let wp = w + 2;
+    let mut pad = Buf::new((h + 2) * wp, 0u8);
+    for (src, dst) in mask.chunks_exact(w).zip(pad[wp..].chunks_exact_mut(wp)) {
+        dst[1..=w].copy_from_slice(src);
+    }
+    mask.fill(0);
+    let offsets = [wp + 1, wp, wp - 1, 1].map(|o| o as isize);
+    let neighbours = [
+        -offsets[0],
+        -offsets[1],
+        -offsets[2],
+        -offsets[3],
+        offsets[3],
+        offsets[2],
+        offsets[1],
+        offsets[0],
+    ];
+    let mut queue: Vec<u32> = Vec::new();
     let mut from = 0;
-    while let Some(seed) = next_set(mask, from) {
+    while let Some(seed) = next_set(&pad, from) {
         from = seed + 1;
-        mask[seed] = 0;
-        // the component's pixels are also the fill's queue
+        pad[seed] = 0;
+        // padded indices in `queue`, the image's in the component's pixels
+        queue.clear();
+        queue.push(seed as u32);
         let start = c.pixels.len();
-        c.pixels.push(seed as u32);
-        let (r0, c0) = (seed / w, seed % w);
+        let (r0, c0) = (seed / wp - 1, seed % wp - 1);
         let mut bx = [r0, c0, r0, c0];
-        let mut next = start;
-        while next < c.pixels.len() {
-            let i = c.pixels[next] as usize;
+        let mut next = 0;
+        while next < queue.len() {
+            let i = queue[next] as usize;
             next += 1;
-            let (r, col) = (i / w, i % w);
+            let (r, col) = (i / wp - 1, i % wp - 1);
             bx = [bx[0].min(r), bx[1].min(col), bx[2].max(r), bx[3].max(col)];
-            for rr in r.saturating_sub(1)..=(r + 1).min(h - 1) {
-                for cc in col.saturating_sub(1)..=(col + 1).min(w - 1) {
-                    let j = rr * w + cc;
-                    if mask[j] != 0 {
-                        mask[j] = 0;
-                        c.pixels.push(j as u32);
-                    }
+            c.pixels.push((r * w + col) as u32);
+            for d in neighbours {
+                // inside `pad`: i is not on its border
+                let j = i.wrapping_add_signed(d);
+                if pad[j] != 0 {
+                    pad[j] = 0;
+                    queue.push(j as u32);
                 }
             }
         }
