@@ -195,22 +195,32 @@ fn columns_banded(tmp: &[f32], w: usize, mx: &Taps, out: &mut Grey) {
         blocks.push((base, at * LANES..(at + len) * LANES));
         at += len;
     }
+    let full = out_w / LANES;
     for (row, orow) in tmp.chunks_exact(w).zip(out.data.chunks_exact_mut(out_w)) {
-        for ((base, range), o) in blocks.iter().zip(orow.chunks_mut(LANES)) {
-            let mut acc = [0f32; LANES];
-            for (wv, &v) in band[range.clone()].chunks_exact(LANES).zip(&row[*base..]) {
-                let wv: &[f32; LANES] = wv.try_into().expect("LANES weights");
-                for l in 0..LANES {
-                    acc[l] += wv[l] * v;
-                }
-            }
-            match o.len() {
-                // (a fixed-size copy, not a call to memcpy)
-                LANES => o.copy_from_slice(&acc),
-                n => o.copy_from_slice(&acc[..n]),
-            }
+        let (whole, rest) = orow.split_at_mut(full * LANES);
+        // (whole blocks copied at a fixed size: no call to memcpy)
+        for ((base, range), o) in blocks.iter().zip(whole.chunks_exact_mut(LANES)) {
+            o.copy_from_slice(&band_sum(&band[range.clone()], &row[*base..]));
+        }
+        if let Some((base, range)) = blocks.get(full) {
+            let n = rest.len();
+            rest.copy_from_slice(&band_sum(&band[range.clone()], &row[*base..])[..n]);
         }
     }
+}
+
+/// One block of `columns_banded`: the sums over the band's rows of
+/// `band[t][l] * row[t]`.
+#[inline(always)]
+fn band_sum(band: &[f32], row: &[f32]) -> [f32; LANES] {
+    let mut acc = [0f32; LANES];
+    for (wv, &v) in band.chunks_exact(LANES).zip(row) {
+        let wv: &[f32; LANES] = wv.try_into().expect("LANES weights");
+        for l in 0..LANES {
+            acc[l] += wv[l] * v;
+        }
+    }
+    acc
 }
 
 /// The column pass of `resize_rows` as the plain loop over each output's
