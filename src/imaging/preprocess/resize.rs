@@ -361,20 +361,32 @@ mod tests {
         assert!(!Rc::ptr_eq(&first, &other));
         assert!(Rc::ptr_eq(&other, &Plan::cached(300, 400, 128, 171)));
         assert!(!Rc::ptr_eq(&first, &Plan::cached(212, 279, 128, 168)));
-        // a cached plan resizes as a fresh one does (the first call makes
-        // the plan, the second finds it)
+        // resize itself keeps the plan of its sizes: after a resize to
+        // other sizes the first plan is gone, after one to the same sizes
+        // the kept plan is still the one
         let a = random(279, 213, 5);
         let fresh = resize(&a, 128, 168);
-        let plan = Plan::cached(213, 279, 128, 168);
-        assert_eq!(resize(&a, 128, 168), fresh);
-        assert!(Rc::ptr_eq(&plan, &Plan::cached(213, 279, 128, 168)));
+        let kept = Plan::cached(213, 279, 128, 168);
+        assert_eq!(
+            resize(&a, 128, 168),
+            fresh,
+            "a kept plan resizes as a new one"
+        );
+        assert!(Rc::ptr_eq(&kept, &Plan::cached(213, 279, 128, 168)));
+        resize(&random(50, 40, 6), 128, 160);
+        assert!(!Rc::ptr_eq(&kept, &Plan::cached(213, 279, 128, 168)));
     }
 
     #[test]
     fn a_very_wide_photos_plan_is_not_kept() {
+        let kept = Plan::cached(212, 279, 128, 168);
         let wide = Plan::cached(10, 40_000, 128, 384);
         assert!(wide.values() > PLAN_MAX_VALUES);
         assert!(!Rc::ptr_eq(&wide, &Plan::cached(10, 40_000, 128, 384)));
+        assert!(
+            Rc::ptr_eq(&kept, &Plan::cached(212, 279, 128, 168)),
+            "the plan kept before stays"
+        );
     }
 
     #[test]
