@@ -1,10 +1,12 @@
 //! Steps 2 and 9: the antialiased triangle filter (preprocess.py's
 //! `resample_matrix` and `resize`).
 //!
-//! Owns: the sparse resampling taps and the two-pass resize (rows, then
-//! columns in bands of eight outputs, bit for bit with the plain loop).
-//! Must not: read more than a ring of the filter's height of input rows
-//! at once (a big photo is resized without a full-size grey copy).
+//! Owns: the sparse resampling taps, the two-pass resize (rows, then
+//! columns in bands of eight outputs, bit for bit with the plain loop) and
+//! each thread's last resize plan (at most `PLAN_MAX_VALUES` weights, up
+//! to 2 MiB per thread, kept between uploads). Must not: read more than a
+//! ring of the filter's height of input rows at once (a big photo is
+//! resized without a full-size grey copy).
 
 use std::cell::RefCell;
 use std::rc::Rc;
