@@ -50,17 +50,8 @@ pub fn components(mask: &mut [u8], h: usize, w: usize) -> Components {
         dst[1..=w].copy_from_slice(src);
     }
     mask.fill(0);
-    let offsets = [wp + 1, wp, wp - 1, 1].map(|o| o as isize);
-    let neighbours = [
-        -offsets[0],
-        -offsets[1],
-        -offsets[2],
-        -offsets[3],
-        offsets[3],
-        offsets[2],
-        offsets[1],
-        offsets[0],
-    ];
+    let row = wp as isize;
+    let neighbours = [-row - 1, -row, -row + 1, -1, 1, row - 1, row, row + 1];
     let mut queue: Vec<u32> = Vec::new();
     let mut from = 0;
     while let Some(seed) = next_set(&pad, from) {
