@@ -96,6 +96,16 @@ pub struct MnistArgs {
           env = "MODELARTS_INIT_UPLOAD_MEMORY")]
     pub upload_memory: u64,
 
+    /// CPU priority (nice, 0-19) of the compute threads (decoding,
+    /// preprocessing, the model). At 19 (the default) the HTTP thread
+    /// preempts them, so that a finished answer is written at once (p99);
+    /// but any other busy process in the same container then takes nearly
+    /// all the CPU from them: set 0 if the container runs one.
+    #[arg(long, value_name = "NICE", default_value_t = 19,
+          value_parser = clap::value_parser!(u8).range(0..=19),
+          env = "MODELARTS_INIT_COMPUTE_NICE")]
+    pub compute_nice: u8,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

@@ -148,6 +148,8 @@ pub struct MnistConfig {
     pub decode_memory: u64,
     /// `--upload-memory`, at least 1 MiB.
     pub upload_memory: u64,
+    /// `--compute-nice`, 0-19.
+    pub compute_nice: u8,
     pub log_format: LogFormat,
     pub log_filter: Targets,
 }
@@ -276,6 +278,7 @@ impl MnistConfig {
             max_pixels: args.max_pixels,
             decode_memory: args.decode_memory,
             upload_memory: args.upload_memory,
+            compute_nice: args.compute_nice,
             log_format: args.log.log_format,
             log_filter: log_filter(args.log.log_level.clone()),
         })

@@ -42,15 +42,16 @@ pub struct Compute {
 pub struct Stopped;
 
 impl Compute {
-    /// Starts `threads` compute threads running `model`.
-    pub fn start(model: Arc<dyn Predict>, threads: usize) -> std::io::Result<Compute> {
+    /// Starts `threads` compute threads running `model` at CPU priority
+    /// `nice` (`lower_priority`).
+    pub fn start(model: Arc<dyn Predict>, threads: usize, nice: u8) -> std::io::Result<Compute> {
         let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
         for n in 0..threads.max(1) {
             let (model, jobs) = (model.clone(), jobs.clone());
             std::thread::Builder::new()
                 .name(format!("mnist-compute-{n}"))
                 .spawn(move || {
-                    lower_priority();
+                    lower_priority(nice);
                     // Ends when every sender is gone.
                     for job in jobs {
                         run(job, &*model);
@@ -95,14 +96,17 @@ fn run(job: Job, model: &dyn Predict) {
     let _ = job.answer.send(digit);
 }
 
-/// Gives this thread the lowest CPU priority (nice +19, Linux: per
-/// thread), below the async workers, so that reading an upload or writing
-/// an answer (a few µs of work each) preempts a computation instead of
-/// waiting for the end of its time slice: without this, the answers of
-/// finished jobs waited behind running ones and p99 grew by a third
-/// (bench/README.md; +10 measured the same as +19).
-fn lower_priority() {
+/// Gives this thread CPU priority `nice` (`--compute-nice`, default +19;
+/// Linux: per thread), below the async workers, so that reading an upload
+/// or writing an answer (a few µs of work each) preempts a computation
+/// instead of waiting for the end of its time slice: at nice 0 the answers
+/// of finished jobs waited behind running ones and p99 grew by a fifth to
+/// a third (bench/README.md; +10 measured the same as +19, +5 as 0). The
+/// price: a busy process of the same cgroup at nice 0 takes nearly all the
+/// CPU from threads at +19 (two `yes` loops: 22 uploads/s instead of
+/// 2,300), hence the flag. Raising one's own nice cannot fail on Linux.
+fn lower_priority(nice: u8) {
     // SAFETY: plain syscalls on the calling thread's id.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) };
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, libc::c_int::from(nice)) };
 }

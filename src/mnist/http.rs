@@ -192,7 +192,7 @@ mod tests {
 
     async fn answer_with(model: Arc<dyn Predict>, image: Bytes) -> (StatusCode, serde_json::Value) {
         let app = Mnist::new(10 << 20, Limits::default(), 64 << 20);
-        app.set_compute(Compute::start(model, 1).unwrap());
+        app.set_compute(Compute::start(model, 1, 19).unwrap());
         let resp = app.answer(image, "127.0.0.1:9".parse().unwrap()).await;
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -213,7 +213,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_answers_500_and_the_thread_serves_on() {
         let app = Mnist::new(10 << 20, Limits::default(), 64 << 20);
-        app.set_compute(Compute::start(Arc::new(PanickingModel), 1).unwrap());
+        app.set_compute(Compute::start(Arc::new(PanickingModel), 1, 19).unwrap());
         let peer = "127.0.0.1:9".parse().unwrap();
         for _ in 0..2 {
             let resp = app.answer(seven(), peer).await;

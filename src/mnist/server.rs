@@ -46,6 +46,7 @@ async fn serve(config: MnistConfig) -> Result<u8, Error> {
     ));
     tracing::info!(listen = %config.front.listen, max_pixels = config.max_pixels,
         decode_memory = config.decode_memory, upload_memory = config.upload_memory,
+        compute_nice = config.compute_nice,
         "listening; loading the model");
     let served = modelarts_init::start_front(listener, front.clone());
     // /health answers 503 until the model is loaded and optimized.
@@ -55,10 +56,13 @@ async fn serve(config: MnistConfig) -> Result<u8, Error> {
         .map_err(|e| Error::Model(e.to_string()))?
         .map_err(|e| Error::Model(e.to_string()))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let compute = Compute::start(Arc::new(model), cores).map_err(|source| Error::Os {
-        what: "cannot start the compute threads",
-        source,
-    })?;
+    let compute =
+        Compute::start(Arc::new(model), cores, config.compute_nice).map_err(|source| {
+            Error::Os {
+                what: "cannot start the compute threads",
+                source,
+            }
+        })?;
     front.app.set_compute(compute);
     tracing::info!(
         load_ms = started.elapsed().as_millis() as u64,

@@ -35,6 +35,8 @@ fn the_standalone_binary_explains_itself() {
         "--drain-delay",
         "MODELARTS_INIT_MAX_PIXELS",
         "MODELARTS_INIT_DECODE_MEMORY",
+        "--compute-nice",
+        "MODELARTS_INIT_COMPUTE_NICE",
     ] {
         assert!(out.contains(flag), "{flag} missing from --help:\n{out}");
     }
@@ -84,4 +86,59 @@ fn the_standalone_binary_serves_with_or_without_the_word_mnist() {
             "mnist word {with_word}: {body}"
         );
     }
+}
+
+/// Nice values of the threads of `pid` named `mnist-compute-N`.
+fn compute_nices(pid: i32) -> Vec<i64> {
+    let mut nices = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("mnist-compute-") {
+            continue;
+        }
+        let stat = fs::read_to_string(task.path().join("stat")).unwrap();
+        // after "pid (comm) ": state is field 3, nice field 19
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        nices.push(fields[16].parse().unwrap());
+    }
+    nices
+}
+
+/// `--compute-nice`: the compute threads run at 19 by default, at the
+/// flag's or MODELARTS_INIT_COMPUTE_NICE's value otherwise, and still
+/// answer; a value outside 0-19 is refused with exit 2.
+#[test]
+fn the_compute_threads_run_at_the_configured_nice() {
+    let seven = repo().join("examples/images/seven.jpg");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (env, args, want) in [
+        (None, &[][..], 19),
+        (None, &["--compute-nice", "4"][..], 4),
+        (Some("0"), &[][..], 0),
+    ] {
+        let mut cmd = Init::new().arg("mnist").into_command();
+        cmd.args(args);
+        if let Some(v) = env {
+            cmd.env("MODELARTS_INIT_COMPUTE_NICE", v);
+        }
+        let s = Server::launch(cmd);
+        let (code, body) = s.classify(&seven);
+        assert_eq!((code, digit_of(&body)), (200, Some(7)), "{body}");
+        assert_eq!(
+            compute_nices(s.run.pid()),
+            vec![want; cores],
+            "{env:?} {args:?}"
+        );
+    }
+    let (code, _, err) = run(mnist_bin(), &["--compute-nice", "20"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--compute-nice") && err.contains("0..=19") && err.lines().count() == 1,
+        "{err}"
+    );
 }
