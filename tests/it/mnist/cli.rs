@@ -111,7 +111,9 @@ fn compute_nices(pid: i32) -> Vec<i64> {
 
 /// `--compute-nice`: the compute threads run at 19 by default, at the
 /// flag's or MODELARTS_INIT_COMPUTE_NICE's value otherwise, and still
-/// answer; a value outside 0-19 is refused with exit 2.
+/// answer; below the process's own nice without CAP_SYS_NICE they keep
+/// the process's, with one warning; a value outside 0-19 is refused with
+/// exit 2.
 #[test]
 fn the_compute_threads_run_at_the_configured_nice() {
     let seven = repo().join("examples/images/seven.jpg");
@@ -135,6 +137,28 @@ fn the_compute_threads_run_at_the_configured_nice() {
             "{env:?} {args:?}"
         );
     }
+    // below the process's own nice without CAP_SYS_NICE: a warning, the
+    // threads keep the process's nice, and the server serves
+    let mut cmd = scrubbed_command("setpriv");
+    cmd.args([
+        "--inh-caps=-sys_nice",
+        "--bounding-set=-sys_nice",
+        "nice",
+        "-n",
+        "10",
+    ])
+    .args([mnist_bin(), "--compute-nice", "0"]);
+    let s = Server::launch(cmd);
+    let (code, body) = s.classify(&seven);
+    assert_eq!((code, digit_of(&body)), (200, Some(7)), "{body}");
+    assert_eq!(compute_nices(s.run.pid()), vec![10; cores]);
+    let log = s.run.dump();
+    assert!(
+        log.contains("WARN cannot set the compute threads' nice")
+            && log.contains("CAP_SYS_NICE")
+            && log.contains("nice=0"),
+        "{log}"
+    );
     let (code, _, err) = run(mnist_bin(), &["--compute-nice", "20"]);
     assert_eq!(code, 2, "{err}");
     assert!(
