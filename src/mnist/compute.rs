@@ -107,8 +107,9 @@ fn run(job: Job, model: &dyn Predict) {
 /// or writing an answer (a few µs of work each) preempts a computation
 /// instead of waiting for the end of its time slice. At nice 0 the
 /// answers of finished jobs waited behind running ones: p99 at c=16 was
-/// 13-37% higher than at +19 in eight paired runs (bench/mnist-nice.sh;
-/// +10 measured the same as +19 earlier, +5 was near 0). The price: a busy
+/// 13-26% higher than at +19 in three paired runs of bench/mnist-nice.sh
+/// (15-37% in five earlier ad-hoc ones; +5 was near 0, and +10 measured
+/// the same as +19 in an earlier stop, bench/README.md). The price: a busy
 /// process of the same cgroup at nice 0 takes nearly all the CPU from
 /// threads at +19 (beside two `yes` loops: 30-34 uploads/s at +19,
 /// 1,367-1,745 at 0), hence the flag. Raising a nice needs no privilege; going below the
