@@ -97,10 +97,11 @@ pub struct MnistArgs {
     pub upload_memory: u64,
 
     /// CPU priority (nice, 0-19) of the compute threads (decoding,
-    /// preprocessing, the model). At 19 (the default) the HTTP thread
-    /// preempts them, so that a finished answer is written at once (p99);
-    /// but any other busy process in the same container then takes nearly
-    /// all the CPU from them: set 0 if the container runs one.
+    /// preprocessing, the model), absolute. At 19 (the default) the HTTP
+    /// thread preempts them, so that a finished answer is written sooner
+    /// (a lower p99); but busy processes at nice 0 in the same container
+    /// (a `kubectl exec` session's too) then take nearly all the CPU from
+    /// them: set 0 if the container runs any.
     #[arg(long, value_name = "NICE", default_value_t = 19,
           value_parser = clap::value_parser!(u8).range(0..=19),
           env = "MODELARTS_INIT_COMPUTE_NICE")]

@@ -103,7 +103,7 @@ fn run(job: Job, model: &dyn Predict) {
 }
 
 /// Gives this thread CPU priority `nice` (`--compute-nice`, default +19;
-/// Linux: per thread), below the async workers, so that reading an upload
+/// Linux: per thread), below the HTTP thread's, so that reading an upload
 /// or writing an answer (a few µs of work each) preempts a computation
 /// instead of waiting for the end of its time slice. At nice 0 the
 /// answers of finished jobs waited behind running ones: p99 at c=16 was
