@@ -108,12 +108,13 @@ fn run(job: Job, model: &dyn Predict) {
 /// instead of waiting for the end of its time slice. At nice 0 the
 /// answers of finished jobs waited behind running ones: p99 at c=16 was
 /// 13-26% higher than at +19 in three paired runs of bench/mnist-nice.sh
-/// (15-37% in five earlier ad-hoc ones; +5 was near 0, and +10 measured
-/// the same as +19 in an earlier stop, bench/README.md). The price: a busy
-/// process of the same cgroup at nice 0 takes nearly all the CPU from
-/// threads at +19 (beside two `yes` loops: 30-34 uploads/s at +19,
-/// 1,367-1,745 at 0), hence the flag. Raising a nice needs no privilege; going below the
-/// process's own (started under `nice -n 10`, say) needs CAP_SYS_NICE.
+/// (15-37% in five earlier ad-hoc ones; +5 fell in between, and +10
+/// measured the same as +19 in an earlier stop, bench/README.md). The
+/// price: a busy process of the same cgroup at nice 0 takes nearly all
+/// the CPU from threads at +19 (beside two `yes` loops: 30-34 uploads/s
+/// at +19, 1,367-1,745 at 0), hence the flag. Raising a nice needs no
+/// privilege; going below the process's own (started under `nice -n 10`,
+/// say) needs CAP_SYS_NICE.
 fn set_nice(nice: u8) -> std::io::Result<()> {
     // SAFETY: plain syscalls on the calling thread's id.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
