@@ -11,6 +11,11 @@ calc() { awk -v a="${2:-0}" -v b="${3:-0}" -v c="${4:-0}" "BEGIN { printf \"%s\"
 # PASS or FAIL for a condition over a and b.
 grade() { if [[ $(calc "($1) ? 1 : 0" "${2:-0}" "${3:-0}") == 1 ]]; then echo PASS; else echo FAIL; fi; }
 # Seconds of a duration written as "10" or "10s".
+# median: the median of the numbers on stdin, one a line (the mean of the
+# middle two for an even count; 0 for none).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 secs() { calc 'a + 0' "${1%s}"; }
 
 # Whether nothing listens on 127.0.0.1:PORT.

@@ -116,7 +116,6 @@ REST=$((TOTAL - COMPUTE))
 # ------------------------------------------------ 2. the machine's speed
 ROUNDS=${BENCH_ROUNDS:-3}
 stage() { awk '$1 == "end_to_end" { print $2 }' "$1"; } # best µs per call
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 : >"$OUT/rounds.txt"
 for r in $(seq "$ROUNDS"); do
     "$REL" --bench-stages "$IMAGE" "$SECONDS_PER_RUN" end_to_end >"$OUT/alone-$r.txt"

@@ -68,8 +68,7 @@ for hogs in 0 "$HOGS"; do
 done
 # med NICE HOGS COLUMN: the median of results.tsv's COLUMN over the rounds
 med() {
-    awk -F'\t' -v n="$1" -v h="$2" -v c="$3" '$1 == n && $2 == h { print $c }' "$OUT/results.tsv" |
-        sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -F'\t' -v n="$1" -v h="$2" -v c="$3" '$1 == n && $2 == h { print $c }' "$OUT/results.tsv" | median
 }
 say "medians (req/s, p99 ms):"
 for hogs in 0 "$HOGS"; do

@@ -285,8 +285,7 @@ run_one() {
 # median of column $col for layout/target/conns (over rounds)
 med() { # layout target conns col
     awk -F'\t' -v l="$1" -v t="$2" -v c="$3" -v col="$4" \
-        'NR > 1 && $1 == l && $2 == t && $3 == c { print $col }' "$RESULTS" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        'NR > 1 && $1 == l && $2 == t && $3 == c { print $col }' "$RESULTS" | median
 }
 all_ok() { # layout target conns -> yes/no
     awk -F'\t' -v l="$1" -v t="$2" -v c="$3" 'NR > 1 && $1 == l && $2 == t && $3 == c && $10 != "yes" { bad = 1 }
@@ -416,8 +415,7 @@ for layout in "${RAN_LAYOUTS[@]}"; do
         # median moves less with drift than the ratio of two medians.
         rr=$(awk -F'\t' -v l="$layout" -v c="$CONNS" 'NR > 1 && $1 == l && $3 == c && $2 == "modelarts-init" { a[$4] = $5 }
             NR > 1 && $1 == l && $3 == c && $2 == "mi-metrics" { b[$4] = $5 }
-            END { for (r in a) if (r in b && a[r] > 0) printf "%.4f\n", b[r] / a[r] }' "$RESULTS" | sort -g |
-            awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+            END { for (r in a) if (r in b && a[r] > 0) printf "%.4f\n", b[r] / a[r] }' "$RESULTS" | median)
         say "$(printf 'metrics cost c=%d: mi-metrics / modelarts-init = %.3f (median of per-round ratios %.3f; proxy CPU/req %.1f vs %.1f µs, ratio %.3f)' \
             "$CONNS" "$mmratio" "$rr" "$mmus" "$mius" "$(calc 'b > 0 ? a / b : 0' "$mmus" "$mius")")"
     fi
