@@ -69,31 +69,32 @@ pub struct MnistArgs {
     #[command(flatten)]
     pub timeline: TimelineArgs,
 
-    /// Largest accepted image upload, in bytes; larger ones get 413.
+    /// Largest accepted image upload, in bytes (or with K, M, G: 10M);
+    /// larger ones get 413.
     #[arg(long, value_name = "BYTES", default_value_t = 10 * 1024 * 1024,
-          env = "MODELARTS_INIT_MAX_IMAGE_BYTES")]
+          value_parser = bytes::<u64>(1), env = "MODELARTS_INIT_MAX_IMAGE_BYTES")]
     pub max_image_bytes: u64,
 
     /// Largest image, in pixels (width x height), read from its header
     /// before anything is decoded; larger ones get 413.
     #[arg(long, value_name = "PIXELS", default_value_t = crate::imaging::decode::DEFAULT_MAX_PIXELS,
-          env = "MODELARTS_INIT_MAX_PIXELS")]
+          value_parser = whole::<u64>(1, None), env = "MODELARTS_INIT_MAX_PIXELS")]
     pub max_pixels: u64,
 
-    /// Memory, in bytes, that concurrent decodes share (default 128 MiB),
+    /// Memory, in bytes (or 128M), that concurrent decodes share (default 128 MiB),
     /// each decode's need estimated from its image's header: a decode
     /// that does not fit waits for room (up to --request-timeout), one
     /// that could never fit gets 413.
     #[arg(long, value_name = "BYTES", default_value_t = crate::imaging::decode::DEFAULT_DECODE_MEMORY,
-          env = "MODELARTS_INIT_DECODE_MEMORY")]
+          value_parser = bytes::<u64>(0), env = "MODELARTS_INIT_DECODE_MEMORY")]
     pub decode_memory: u64,
 
-    /// Memory, in bytes, for the uploads being read or waiting for their
+    /// Memory, in bytes (or 64M), for the uploads being read or waiting for their
     /// decode (default 64 MiB), each counted at its Content-Length (at
     /// --max-image-bytes when chunked): past it, an upload is not read
     /// until room is given back.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
-          env = "MODELARTS_INIT_UPLOAD_MEMORY")]
+          value_parser = bytes::<u64>(0), env = "MODELARTS_INIT_UPLOAD_MEMORY")]
     pub upload_memory: u64,
 
     /// CPU priority (nice, 0-19) of the compute threads (decoding,
@@ -103,7 +104,7 @@ pub struct MnistArgs {
     /// (a `kubectl exec` session's too) then take nearly all the CPU from
     /// them: set 0 if the container runs any.
     #[arg(long, value_name = "NICE", default_value_t = 19,
-          value_parser = clap::value_parser!(u8).range(0..=19),
+          value_parser = whole::<u8>(0, Some(19)),
           env = "MODELARTS_INIT_COMPUTE_NICE")]
     pub compute_nice: u8,
 
@@ -222,7 +223,8 @@ pub struct FrontArgs {
     /// connection idle the longest is closed to make room (as nginx does);
     /// when none is idle, more wait in the listen backlog. Default: what
     /// the open-files limit allows, (limit - 64) / 2, logged at start.
-    #[arg(long, value_name = "N", env = "MODELARTS_INIT_MAX_CONNECTIONS")]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>(0, None),
+          env = "MODELARTS_INIT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
     /// Answer 504 if the response has not started after this long (R9:
@@ -231,8 +233,9 @@ pub struct FrontArgs {
           env = "MODELARTS_INIT_REQUEST_TIMEOUT")]
     pub request_timeout: Option<Duration>,
 
-    /// Largest request body, in bytes; larger ones get 413. Default: off.
-    #[arg(long, value_name = "BYTES", env = "MODELARTS_INIT_MAX_BODY")]
+    /// Largest request body, in bytes (or with K, M, G: 10M); larger ones
+    /// get 413. Default: off.
+    #[arg(long, value_name = "BYTES", value_parser = bytes::<u64>(0), env = "MODELARTS_INIT_MAX_BODY")]
     pub max_body: Option<u64>,
 
     /// TLS on the listener (HTTPS and WSS; the app behind stays plain
@@ -299,7 +302,7 @@ pub struct ProxyArgs {
 
     /// Failed probes in a row before a ready upstream counts as unhealthy.
     #[arg(long, value_name = "N", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..), env = "MODELARTS_INIT_UNHEALTHY_AFTER")]
+          value_parser = whole::<u32>(1, None), env = "MODELARTS_INIT_UNHEALTHY_AFTER")]
     pub unhealthy_after: u32,
 
     /// Idle timeout of pooled upstream connections; keep it below the
@@ -329,6 +332,7 @@ pub struct ProxyArgs {
         long,
         value_name = "N",
         default_value_t = 1,
+        value_parser = whole::<usize>(0, None),
         env = "MODELARTS_INIT_PROXY_THREADS"
     )]
     pub proxy_threads: usize,
@@ -389,6 +393,7 @@ pub struct SupervisorArgs {
         long,
         value_name = "N",
         default_value_t = 5,
+        value_parser = whole::<u32>(0, None),
         env = "MODELARTS_INIT_MAX_RESTARTS"
     )]
     pub max_restarts: u32,
@@ -464,7 +469,7 @@ pub struct AdmissionArgs {
     /// At most N requests in flight to the app at once (across all
     /// --proxy-threads); the next --max-queue wait in order, the rest get
     /// 503 {"error": "overloaded"} with Retry-After: 1. Default: off.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+    #[arg(long, value_name = "N", value_parser = whole::<u32>(1, None),
           env = "MODELARTS_INIT_MAX_CONCURRENCY")]
     pub max_concurrency: Option<u32>,
 
@@ -474,6 +479,7 @@ pub struct AdmissionArgs {
         long,
         value_name = "M",
         requires = "max_concurrency",
+        value_parser = whole::<u32>(0, None),
         env = "MODELARTS_INIT_MAX_QUEUE"
     )]
     pub max_queue: Option<u32>,
@@ -564,6 +570,68 @@ pub fn report_usage_error(program: &str, e: clap::Error) -> u8 {
     }
 }
 
+/// A whole-number flag in [lo, hi] (`hi` None: the type's own limit),
+/// saying what is wrong in words where clap would print "invalid digit
+/// found in string" or "0 is not in 1..4294967295".
+pub fn whole<T>(lo: u64, hi: Option<u64>) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: TryFrom<u64>,
+{
+    move |text| {
+        let n: u64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a whole number"))?;
+        in_range(n, lo, hi)
+    }
+}
+
+/// A size in bytes: a whole number, or one with a unit K, M or G (1024,
+/// 1024^2, 1024^3, as nginx reads them; `Ki`/`KiB` and `KB` are read the
+/// same), at least `lo`.
+pub fn bytes<T>(lo: u64) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: TryFrom<u64>,
+{
+    move |text| {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let shift = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "ki" | "kib" | "kb" => 10,
+            "m" | "mi" | "mib" | "mb" => 20,
+            "g" | "gi" | "gib" | "gb" => 30,
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a size; use a number of bytes, or e.g. 512K, 128M, 1G"
+                ))
+            }
+        };
+        let n = number
+            .parse::<u64>()
+            .ok()
+            .filter(|_| !number.is_empty())
+            .ok_or_else(|| {
+                format!("{text:?} is not a size; use a number of bytes, or e.g. 512K, 128M, 1G")
+            })?;
+        let n = n
+            .checked_mul(1 << shift)
+            .ok_or_else(|| "too large".to_owned())?;
+        in_range(n, lo, None)
+    }
+}
+
+/// `n` as a T in [lo, hi]; clap prefixes the message with the value and
+/// the flag ("invalid value '20' for '--compute-nice <NICE>': use 0 to 19").
+fn in_range<T: TryFrom<u64>>(n: u64, lo: u64, hi: Option<u64>) -> Result<T, String> {
+    match hi {
+        Some(hi) if !(lo..=hi).contains(&n) => Err(format!("use {lo} to {hi}")),
+        None if n < lo => Err(format!("use at least {lo}")),
+        _ => T::try_from(n).map_err(|_| "too large".to_owned()),
+    }
+}
+
 /// Parses `MIN..MAX` (two durations, MIN at most MAX) for
 /// `--restart-backoff`.
 pub fn parse_backoff(text: &str) -> Result<(Duration, Duration), String> {
@@ -625,6 +693,38 @@ mod tests {
         assert!(parse_duration("1e400").is_err());
         assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
         assert!(parse_duration("9999999999999999999").is_err());
+    }
+
+    #[test]
+    fn whole_numbers() {
+        let nice = whole::<u8>(0, Some(19));
+        assert_eq!(nice("0"), Ok(0));
+        assert_eq!(nice("19"), Ok(19));
+        assert_eq!(nice("20"), Err("use 0 to 19".into()));
+        assert_eq!(nice("x"), Err("\"x\" is not a whole number".into()));
+        assert_eq!(nice("-1"), Err("\"-1\" is not a whole number".into()));
+        let n = whole::<u32>(1, None);
+        assert_eq!(n("0"), Err("use at least 1".into()));
+        assert_eq!(n("4294967295"), Ok(u32::MAX));
+        assert_eq!(n("4294967296"), Err("too large".into()));
+        assert!(n("99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        let b = bytes::<u64>(1);
+        assert_eq!(b("1000"), Ok(1000));
+        assert_eq!(b("512K"), Ok(512 << 10));
+        assert_eq!(b("128M"), Ok(128 << 20));
+        assert_eq!(b("128Mi"), Ok(128 << 20));
+        assert_eq!(b("64mib"), Ok(64 << 20));
+        assert_eq!(b("1G"), Ok(1 << 30));
+        assert_eq!(b("0"), Err("use at least 1".into()));
+        assert!(b("M").is_err());
+        assert!(b("1.5M").is_err());
+        assert!(b("12 parsecs").is_err());
+        assert_eq!(b("99999999999G"), Err("too large".into()));
+        assert_eq!(bytes::<u64>(0)("0"), Ok(0));
     }
 
     #[test]

@@ -258,9 +258,6 @@ impl ProxyConfig {
 
 impl MnistConfig {
     pub fn from_args(args: &MnistArgs) -> Result<MnistConfig, Error> {
-        if args.max_pixels == 0 {
-            return Err(Error::Config("--max-pixels must be at least 1".into()));
-        }
         for (flag, value) in [
             ("--decode-memory", args.decode_memory),
             ("--upload-memory", args.upload_memory),

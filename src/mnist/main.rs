@@ -42,7 +42,9 @@ use modelarts_init::{logging, Error};
         (--drain-delay of service, then exit).\n\n\
         Uploads are bounded: --max-image-bytes per upload, --max-pixels per image (read \
         from the header before anything is decoded), and --decode-memory shared by all \
-        the decodes running at once.\n\n\
+        the decodes running at once; --upload-memory bounds the uploads being read. Sizes \
+        take K, M or G (128M). The compute threads run at --compute-nice (19: the HTTP \
+        thread comes first).\n\n\
         `modelarts-init mnist [OPTIONS]` runs this program with the same options; the \
         word `mnist` may also be given here. Every flag can also be set with an \
         environment variable MODELARTS_INIT_<FLAG>.",

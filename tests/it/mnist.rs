@@ -201,7 +201,8 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
 
 #[test]
 fn bad_inputs_get_json_4xx_and_the_server_keeps_serving() {
-    let s = Server::start(&["--max-image-bytes", "100000"]);
+    // a size with a unit, as nginx takes it: 100K is 102400 bytes
+    let s = Server::start(&["--max-image-bytes", "100K"]);
     let dir = TempDir::new("mnist-bad");
     let seven = repo().join("examples/images/seven.jpg");
     let jpeg = fs::read(&seven).unwrap();
@@ -275,6 +276,9 @@ fn bad_inputs_get_json_4xx_and_the_server_keeps_serving() {
             v["error"].is_string() && v["message"].is_string(),
             "{what}: {body}"
         );
+        if what == "over --max-image-bytes" {
+            assert!(body.contains("exceeds 102400 bytes"), "{what}: {body}");
+        }
         assert_eq!(s.get("/health").0, 200, "unhealthy after {what}");
     }
     let (code, body) = s.get("/no/such/path");

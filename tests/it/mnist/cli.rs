@@ -172,7 +172,9 @@ fn the_compute_threads_run_at_the_configured_nice() {
     let (code, _, err) = run(mnist_bin(), &["--compute-nice", "20"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--compute-nice") && err.contains("0..=19") && err.lines().count() == 1,
+        err.contains("--compute-nice")
+            && err.contains("'20' for '--compute-nice <NICE>': use 0 to 19")
+            && err.lines().count() == 1,
         "{err}"
     );
 }
