@@ -1,7 +1,7 @@
-//! Flag parsing: `cli::parse_duration` and `cli::parse_backoff` on the
-//! input as text, and `cli::parse` then `config::Mode::from_cli` on an argv
-//! made of the input's NUL-separated parts (after "modelarts-init"), as
-//! `main` does. Whatever the argv, no panic, and every usage error renders
+//! Flag parsing: `cli::parse_duration`, `cli::parse_backoff`, `cli::bytes`
+//! and `cli::whole` on the input as text, and `cli::parse` then
+//! `config::Mode::from_cli` on an argv made of the input's NUL-separated
+//! parts (after "modelarts-init"), as `main` does. Whatever the argv, no panic, and every usage error renders
 //! to the text that `report_usage_error` reduces to one line.
 #![no_main]
 
@@ -19,6 +19,12 @@ fuzz_target!(|data: &[u8]| {
         }
         if let Ok((min, max)) = cli::parse_backoff(text) {
             assert!(min <= max);
+        }
+        if let Ok(n) = cli::bytes::<u64>(1)(text) {
+            assert!(n >= 1);
+        }
+        if let Ok(n) = cli::whole::<u8>(0, Some(19))(text) {
+            assert!(n <= 19);
         }
     }
     let argv = std::iter::once(OsString::from("modelarts-init")).chain(
