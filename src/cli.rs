@@ -81,16 +81,16 @@ pub struct MnistArgs {
           value_parser = whole::<u64>(1, None), env = "MODELARTS_INIT_MAX_PIXELS")]
     pub max_pixels: u64,
 
-    /// Memory, in bytes (or 128M), that concurrent decodes share (default 128 MiB),
-    /// each decode's need estimated from its image's header: a decode
+    /// Memory, in bytes (or 128M), that concurrent decodes share (default
+    /// 128 MiB), each decode's need estimated from its image's header: a decode
     /// that does not fit waits for room (up to --request-timeout), one
     /// that could never fit gets 413.
     #[arg(long, value_name = "BYTES", default_value_t = crate::imaging::decode::DEFAULT_DECODE_MEMORY,
           value_parser = bytes::<u64>(0), env = "MODELARTS_INIT_DECODE_MEMORY")]
     pub decode_memory: u64,
 
-    /// Memory, in bytes (or 64M), for the uploads being read or waiting for their
-    /// decode (default 64 MiB), each counted at its Content-Length (at
+    /// Memory, in bytes (or 64M), for the uploads being read or waiting for
+    /// their decode (default 64 MiB), each counted at its Content-Length (at
     /// --max-image-bytes when chunked): past it, an upload is not read
     /// until room is given back.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20,
@@ -594,27 +594,19 @@ where
     T: TryFrom<u64>,
 {
     move |text| {
+        let not_a_size =
+            || format!("{text:?} is not a size; use a number of bytes, or e.g. 512K, 128M, 1G");
         let t = text.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (number, unit) = t.split_at(split);
-        let shift = match unit.to_ascii_lowercase().as_str() {
+        let shift = match unit.trim_start().to_ascii_lowercase().as_str() {
             "" | "b" => 0,
             "k" | "ki" | "kib" | "kb" => 10,
             "m" | "mi" | "mib" | "mb" => 20,
             "g" | "gi" | "gib" | "gb" => 30,
-            _ => {
-                return Err(format!(
-                    "{text:?} is not a size; use a number of bytes, or e.g. 512K, 128M, 1G"
-                ))
-            }
+            _ => return Err(not_a_size()),
         };
-        let n = number
-            .parse::<u64>()
-            .ok()
-            .filter(|_| !number.is_empty())
-            .ok_or_else(|| {
-                format!("{text:?} is not a size; use a number of bytes, or e.g. 512K, 128M, 1G")
-            })?;
+        let n = number.parse::<u64>().map_err(|_| not_a_size())?;
         let n = n
             .checked_mul(1 << shift)
             .ok_or_else(|| "too large".to_owned())?;
@@ -723,6 +715,8 @@ mod tests {
         assert!(b("M").is_err());
         assert!(b("1.5M").is_err());
         assert!(b("12 parsecs").is_err());
+        assert_eq!(b("8 M"), Ok(8 << 20));
+        assert!(b("").is_err());
         assert_eq!(b("99999999999G"), Err("too large".into()));
         assert_eq!(bytes::<u64>(0)("0"), Ok(0));
     }
