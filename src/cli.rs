@@ -78,7 +78,8 @@ pub struct MnistArgs {
     /// Largest image, in pixels (width x height), read from its header
     /// before anything is decoded; larger ones get 413.
     #[arg(long, value_name = "PIXELS", default_value_t = crate::imaging::decode::DEFAULT_MAX_PIXELS,
-          value_parser = whole::<u64>(1, None), env = "MODELARTS_INIT_MAX_PIXELS")]
+          value_parser = whole::<u64>(1, None), allow_negative_numbers = true,
+          env = "MODELARTS_INIT_MAX_PIXELS")]
     pub max_pixels: u64,
 
     /// Memory, in bytes (or 128M), that concurrent decodes share (default
@@ -104,7 +105,7 @@ pub struct MnistArgs {
     /// (a `kubectl exec` session's too) then take nearly all the CPU from
     /// them: set 0 if the container runs any.
     #[arg(long, value_name = "NICE", default_value_t = 19,
-          value_parser = whole::<u8>(0, Some(19)),
+          value_parser = whole::<u8>(0, Some(19)), allow_negative_numbers = true,
           env = "MODELARTS_INIT_COMPUTE_NICE")]
     pub compute_nice: u8,
 
@@ -224,6 +225,7 @@ pub struct FrontArgs {
     /// when none is idle, more wait in the listen backlog. Default: what
     /// the open-files limit allows, (limit - 64) / 2, logged at start.
     #[arg(long, value_name = "N", value_parser = whole::<usize>(0, None),
+          allow_negative_numbers = true,
           env = "MODELARTS_INIT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
@@ -235,7 +237,8 @@ pub struct FrontArgs {
 
     /// Largest request body, in bytes (or with K, M, G: 10M); larger ones
     /// get 413. Default: off.
-    #[arg(long, value_name = "BYTES", value_parser = bytes::<u64>(0), env = "MODELARTS_INIT_MAX_BODY")]
+    #[arg(long, value_name = "BYTES", value_parser = bytes::<u64>(0),
+          env = "MODELARTS_INIT_MAX_BODY")]
     pub max_body: Option<u64>,
 
     /// TLS on the listener (HTTPS and WSS; the app behind stays plain
@@ -302,7 +305,8 @@ pub struct ProxyArgs {
 
     /// Failed probes in a row before a ready upstream counts as unhealthy.
     #[arg(long, value_name = "N", default_value_t = 3,
-          value_parser = whole::<u32>(1, None), env = "MODELARTS_INIT_UNHEALTHY_AFTER")]
+          value_parser = whole::<u32>(1, None), allow_negative_numbers = true,
+          env = "MODELARTS_INIT_UNHEALTHY_AFTER")]
     pub unhealthy_after: u32,
 
     /// Idle timeout of pooled upstream connections; keep it below the
@@ -332,7 +336,7 @@ pub struct ProxyArgs {
         long,
         value_name = "N",
         default_value_t = 1,
-        value_parser = whole::<usize>(0, None),
+        value_parser = whole::<usize>(0, None), allow_negative_numbers = true,
         env = "MODELARTS_INIT_PROXY_THREADS"
     )]
     pub proxy_threads: usize,
@@ -393,7 +397,7 @@ pub struct SupervisorArgs {
         long,
         value_name = "N",
         default_value_t = 5,
-        value_parser = whole::<u32>(0, None),
+        value_parser = whole::<u32>(0, None), allow_negative_numbers = true,
         env = "MODELARTS_INIT_MAX_RESTARTS"
     )]
     pub max_restarts: u32,
@@ -470,6 +474,7 @@ pub struct AdmissionArgs {
     /// --proxy-threads); the next --max-queue wait in order, the rest get
     /// 503 {"error": "overloaded"} with Retry-After: 1. Default: off.
     #[arg(long, value_name = "N", value_parser = whole::<u32>(1, None),
+          allow_negative_numbers = true,
           env = "MODELARTS_INIT_MAX_CONCURRENCY")]
     pub max_concurrency: Option<u32>,
 
@@ -479,7 +484,7 @@ pub struct AdmissionArgs {
         long,
         value_name = "M",
         requires = "max_concurrency",
-        value_parser = whole::<u32>(0, None),
+        value_parser = whole::<u32>(0, None), allow_negative_numbers = true,
         env = "MODELARTS_INIT_MAX_QUEUE"
     )]
     pub max_queue: Option<u32>,
@@ -578,11 +583,15 @@ where
     T: TryFrom<u64>,
 {
     move |text| {
-        let n: u64 = text
+        let n: i128 = text
             .trim()
             .parse()
             .map_err(|_| format!("{text:?} is not a whole number"))?;
-        in_range(n, lo, hi)
+        match u64::try_from(n) {
+            Ok(n) => in_range(n, lo, hi),
+            Err(_) if n < 0 => Err(range_message(lo, hi)),
+            Err(_) => Err("too large".to_owned()),
+        }
     }
 }
 
@@ -617,10 +626,16 @@ where
 /// `n` as a T in [lo, hi]; clap prefixes the message with the value and
 /// the flag ("invalid value '20' for '--compute-nice <NICE>': use 0 to 19").
 fn in_range<T: TryFrom<u64>>(n: u64, lo: u64, hi: Option<u64>) -> Result<T, String> {
+    if n < lo || hi.is_some_and(|hi| n > hi) {
+        return Err(range_message(lo, hi));
+    }
+    T::try_from(n).map_err(|_| "too large".to_owned())
+}
+
+fn range_message(lo: u64, hi: Option<u64>) -> String {
     match hi {
-        Some(hi) if !(lo..=hi).contains(&n) => Err(format!("use {lo} to {hi}")),
-        None if n < lo => Err(format!("use at least {lo}")),
-        _ => T::try_from(n).map_err(|_| "too large".to_owned()),
+        Some(hi) => format!("use {lo} to {hi}"),
+        None => format!("use at least {lo}"),
     }
 }
 
@@ -694,9 +709,11 @@ mod tests {
         assert_eq!(nice("19"), Ok(19));
         assert_eq!(nice("20"), Err("use 0 to 19".into()));
         assert_eq!(nice("x"), Err("\"x\" is not a whole number".into()));
-        assert_eq!(nice("-1"), Err("\"-1\" is not a whole number".into()));
+        assert_eq!(nice("-1"), Err("use 0 to 19".into()));
         let n = whole::<u32>(1, None);
         assert_eq!(n("0"), Err("use at least 1".into()));
+        assert_eq!(n("-5"), Err("use at least 1".into()));
+        assert_eq!(n("1.5"), Err("\"1.5\" is not a whole number".into()));
         assert_eq!(n("4294967295"), Ok(u32::MAX));
         assert_eq!(n("4294967296"), Err("too large".into()));
         assert!(n("99999999999999999999999").is_err());

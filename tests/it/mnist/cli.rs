@@ -169,12 +169,11 @@ fn the_compute_threads_run_at_the_configured_nice() {
         s.run.dump()
     );
     assert_eq!(compute_nices(pid), vec![10; cores]);
-    let (code, _, err) = run(mnist_bin(), &["--compute-nice", "20"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("--compute-nice")
-            && err.contains("'20' for '--compute-nice <NICE>': use 0 to 19")
-            && err.lines().count() == 1,
-        "{err}"
-    );
+    // out of range either way (a negative nice is what `nice -n -5` takes)
+    for bad in ["20", "-1"] {
+        let (code, _, err) = run(mnist_bin(), &["--compute-nice", bad]);
+        assert_eq!(code, 2, "{err}");
+        let want = format!("'{bad}' for '--compute-nice <NICE>': use 0 to 19");
+        assert!(err.contains(&want) && err.lines().count() == 1, "{err}");
+    }
 }
