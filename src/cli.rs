@@ -575,6 +575,9 @@ pub fn report_usage_error(program: &str, e: clap::Error) -> u8 {
     }
 }
 
+/// What `whole` and `bytes` say of a number past the flag's type or u64.
+const TOO_LARGE: &str = "too large";
+
 /// A whole-number flag in [lo, hi] (`hi` None: the type's own limit),
 /// saying what is wrong in words where clap would print "invalid digit
 /// found in string" or "0 is not in 1..4294967295".
@@ -590,7 +593,7 @@ where
         match u64::try_from(n) {
             Ok(n) => in_range(n, lo, hi),
             Err(_) if n < 0 => Err(range_message(lo, hi)),
-            Err(_) => Err("too large".to_owned()),
+            Err(_) => Err(TOO_LARGE.to_owned()),
         }
     }
 }
@@ -618,7 +621,7 @@ where
         let n = number.parse::<u64>().map_err(|_| not_a_size())?;
         let n = n
             .checked_mul(1 << shift)
-            .ok_or_else(|| "too large".to_owned())?;
+            .ok_or_else(|| TOO_LARGE.to_owned())?;
         in_range(n, lo, None)
     }
 }
@@ -629,7 +632,7 @@ fn in_range<T: TryFrom<u64>>(n: u64, lo: u64, hi: Option<u64>) -> Result<T, Stri
     if n < lo || hi.is_some_and(|hi| n > hi) {
         return Err(range_message(lo, hi));
     }
-    T::try_from(n).map_err(|_| "too large".to_owned())
+    T::try_from(n).map_err(|_| TOO_LARGE.to_owned())
 }
 
 fn range_message(lo: u64, hi: Option<u64>) -> String {

@@ -1,8 +1,9 @@
 //! Flag parsing: `cli::parse_duration`, `cli::parse_backoff`, `cli::bytes`
 //! and `cli::whole` on the input as text, and `cli::parse` then
 //! `config::Mode::from_cli` on an argv made of the input's NUL-separated
-//! parts (after "modelarts-init"), as `main` does. Whatever the argv, no panic, and every usage error renders
-//! to the text that `report_usage_error` reduces to one line.
+//! parts (after "modelarts-init"), as `main` does. Whatever the argv, no
+//! panic, and every usage error renders to the text that
+//! `report_usage_error` reduces to one line.
 #![no_main]
 
 use std::ffi::OsString;
